@@ -1,0 +1,119 @@
+"""Activation names of the graph contract, and their numpy definitions.
+
+Names follow ``keras.activations``; parameterised ones carry their parameters after colons:
+``leaky_relu:<slope>``, ``elu:<alpha>``, ``relu:<max_value>:<negative_slope>:<threshold>``
+(Keras's ReLU layer in full generality; ``inf`` for no maximum). The numpy definitions follow
+Keras 3's formulas, so an executed graph reproduces Keras to float rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+from .errors import WeightgraphError
+
+
+def fmt(x: float) -> str:
+    return repr(float(x))
+
+
+def relu_name(max_value=None, negative_slope=0.0, threshold=0.0) -> str:
+    """The contract name of ``keras.activations.relu`` with these parameters."""
+    max_value = None if max_value is None else float(max_value)
+    negative_slope, threshold = float(negative_slope), float(threshold)
+    if threshold == 0.0 and negative_slope == 0.0:
+        if max_value is None:
+            return "relu"
+        if max_value == 6.0:
+            return "relu6"
+    if threshold == 0.0 and max_value is None:
+        return f"leaky_relu:{fmt(negative_slope)}"
+    mv = "inf" if max_value is None else fmt(max_value)
+    return f"relu:{mv}:{fmt(negative_slope)}:{fmt(threshold)}"
+
+
+def name_of(fn) -> str:
+    """Contract name of a Keras activation function (as set on Conv2D(activation=...))."""
+    import keras
+
+    name = keras.activations.serialize(fn)
+    if isinstance(name, dict):
+        name = name.get("config", name.get("class_name"))
+    name = {"swish": "silu", "hard_swish": "hard_silu"}.get(name, name)
+    if name == "leaky_relu":
+        return "leaky_relu:0.2"  # keras.activations.leaky_relu's default slope
+    if name not in _SIMPLE and name != "softmax" and name != "log_softmax":
+        raise ValueError(f"activation {name!r}")
+    return name
+
+
+def _relu_general(x, max_value, slope, threshold):
+    below = slope * (x - threshold)
+    y = np.where(x >= threshold, x, below)
+    if max_value is not None:
+        y = np.where(x >= max_value, max_value, y)
+    return y
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _hard_sigmoid(x):
+    return np.clip(x + 3.0, 0.0, 6.0) / 6.0
+
+
+def _softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
+
+_SIMPLE = {
+    "linear": lambda x: x,
+    "relu": lambda x: np.maximum(x, 0.0),
+    "relu6": lambda x: np.clip(x, 0.0, 6.0),
+    "sigmoid": special.expit,
+    "tanh": np.tanh,
+    "silu": lambda x: x * special.expit(x),
+    "gelu": lambda x: 0.5 * x * (1.0 + special.erf(x / np.sqrt(2.0))),
+    "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))),
+    "selu": lambda x: _SELU_SCALE * np.where(x > 0, x, _SELU_ALPHA * np.expm1(np.minimum(x, 0))),
+    "softplus": _softplus,
+    "softsign": lambda x: x / (1.0 + np.abs(x)),
+    "hard_sigmoid": _hard_sigmoid,
+    "hard_silu": lambda x: x * _hard_sigmoid(x),
+    "exponential": np.exp,
+    "mish": lambda x: x * np.tanh(_softplus(x)),
+}
+
+
+def apply(name: str, x: np.ndarray) -> np.ndarray:
+    """Apply a contract activation elementwise (softmax: over the last axis of ``x``)."""
+    if name in _SIMPLE:
+        return _SIMPLE[name](x)
+    if name == "softmax":
+        return _softmax(x)
+    if name == "log_softmax":
+        return np.log(_softmax(x))
+    head, _, rest = name.partition(":")
+    args = rest.split(":") if rest else []
+    if head == "leaky_relu" and len(args) == 1:
+        return _relu_general(x, None, float(args[0]), 0.0)
+    if head == "elu" and len(args) == 1:
+        a = float(args[0])
+        return np.where(x > 0, x, a * np.expm1(np.minimum(x, 0.0)))
+    if head == "relu" and len(args) == 3:
+        mv = None if args[0] == "inf" else float(args[0])
+        return _relu_general(x, mv, float(args[1]), float(args[2]))
+    raise WeightgraphError(f"unknown activation {name!r}")
+
+
+def is_known(name: str) -> bool:
+    try:
+        apply(name, np.zeros((1, 1)))
+        return True
+    except WeightgraphError:
+        return False

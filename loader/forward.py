@@ -1,0 +1,187 @@
+"""Execute a neuron graph: the value of every neuron, layers in ``layer_index`` order.
+
+This is the correctness oracle of the test suite (executed graph == Keras, layer by layer)
+and works on any representation of the contract: a :class:`NeuronGraph` (streamed), or a
+NetworkX graph (from GraphML or pulled back from Neo4j).
+
+Each layer is a sparse matrix-vector product (``sum``: weighted bincount per sample) or a
+segment reduction (``max``/``min``/``product``: ufunc ``.at``), then bias and activation.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterable
+
+import numpy as np
+
+from . import activations
+from .batches import EdgeBatch
+
+
+class _Layer:
+    def __init__(self, name, op, shape, n, samples):
+        self.name, self.op, self.shape, self.n = name, op, tuple(shape), n
+        init = {"sum": 0.0, "max": -np.inf, "min": np.inf, "product": 1.0}[op]
+        self.acc = np.full((n, samples), init)
+
+    def add(self, local_dst, src_values, weight):
+        if self.op == "sum":
+            contrib = src_values * weight[:, None]
+            for b in range(self.acc.shape[1]):
+                self.acc[:, b] += np.bincount(local_dst, weights=contrib[:, b], minlength=self.n)
+        elif self.op == "max":
+            np.maximum.at(self.acc, local_dst, src_values)
+        elif self.op == "min":
+            np.minimum.at(self.acc, local_dst, src_values)
+        else:
+            np.multiply.at(self.acc, local_dst, src_values)
+
+    def finish(self, bias, activation):
+        pre = self.acc + bias[:, None]
+        samples = pre.shape[1]
+        if isinstance(activation, str):
+            groups = {activation: slice(None)}
+        else:
+            names = np.asarray(activation, dtype=object)
+            groups = {a: names == a for a in np.unique(names)}
+        out = np.empty_like(pre)
+        for name, sel in groups.items():
+            if name == "linear":
+                out[sel] = pre[sel]
+            elif name in ("softmax", "log_softmax"):
+                # Normalises over the last axis of the layer's output: needs the whole layer.
+                x = pre.T.reshape((samples,) + self.shape)
+                out[:] = activations.apply(name, x).reshape(samples, -1).T
+            else:
+                out[sel] = activations.apply(name, pre[sel])
+        return out
+
+
+def _as_batch(x: np.ndarray, shape) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape == tuple(shape):
+        x = x[None]
+    return x.reshape(x.shape[0], -1).T  # (neurons, samples)
+
+
+def execute(graph, inputs) -> dict[str, np.ndarray]:
+    """Run a :class:`~loader.graph.NeuronGraph` (the whole graph) on ``inputs``.
+
+    Parameters
+    ----------
+    graph : NeuronGraph with no selection.
+    inputs : array for a single-input model, or dict input-layer name -> array; shape
+        (samples, *input_shape) or input_shape.
+
+    Returns
+    -------
+    dict layer name -> values of shape (samples, *output_shape), for every layer, shape-only
+    layers included (gathered from the neurons they alias; padding zeros are 0).
+    """
+    if graph.selection != "all":
+        raise ValueError("execute() runs whole graphs; this one is a selection")
+    entries = graph.entries
+    in_entries = [e for e in entries if e.kind == "input"]
+    if not isinstance(inputs, dict):
+        inputs = {in_entries[0].name: inputs}
+    first = _as_batch(next(iter(inputs.values())), in_entries[0].output.shape)
+    samples = first.shape[1]
+    values = np.zeros((graph.total_neurons + 1, samples))  # last row: the padding zero
+    results = {}
+    for i, e in enumerate(entries):
+        if e.kind == "input":
+            values[e.op.offset:e.op.offset + e.op.n_neurons] = _as_batch(inputs[e.name],
+                                                                        e.output.shape)
+        elif e.kind == "neurons":
+            op = e.op
+            layer = _Layer(e.name, op.op, op.out_shape, op.n_neurons, samples)
+            for src, dst, w in op.iter_edges(1 << 20):
+                layer.add(dst - op.offset, values[src], w)
+            idx = np.arange(op.n_neurons)
+            values[op.offset:op.offset + op.n_neurons] = layer.finish(op.bias(idx),
+                                                                       op.activation(idx))
+        ids = e.output.array()
+        ids = np.where(ids < 0, graph.total_neurons, ids)
+        results[e.name] = values[ids].T.reshape((samples,) + tuple(e.output.shape))
+    return results
+
+
+def execute_arrays(layers: list[dict], nodes: dict, edges: Iterable[EdgeBatch] | dict,
+                   inputs) -> dict[str, np.ndarray]:
+    """Run a graph given as plain arrays (what GraphML and Neo4j hold).
+
+    Parameters
+    ----------
+    layers : the contract's graph-level ``layers`` list (name, index, kind, op, output_shape).
+    nodes : dict of equal-length arrays ``id``, ``layer_index``, ``index``, ``bias``,
+        ``activation``.
+    edges : dict of arrays ``src``, ``dst``, ``weight`` (any order).
+    inputs : as for :func:`execute`.
+
+    Returns
+    -------
+    dict layer name -> values (samples, *output_shape) for the layers with neurons.
+    """
+    ids = np.asarray(nodes["id"], dtype=np.int64)
+    layer_index = np.asarray(nodes["layer_index"], dtype=np.int64)
+    index = np.asarray(nodes["index"], dtype=np.int64)
+    bias = np.asarray(nodes["bias"], dtype=np.float64)
+    act = np.asarray(nodes["activation"], dtype=object)
+    src = np.asarray(edges["src"], dtype=np.int64)
+    dst = np.asarray(edges["dst"], dtype=np.int64)
+    weight = np.asarray(edges["weight"], dtype=np.float64)
+    order = np.argsort(ids)
+    ids, layer_index, index, bias, act = (a[order] for a in (ids, layer_index, index, bias, act))
+    pos_of = lambda q: np.searchsorted(ids, q)  # noqa: E731  node row of a global id
+    dst_layer = layer_index[pos_of(dst)]
+    by_layer = np.argsort(dst_layer, kind="stable")
+    src, dst, weight, dst_layer = src[by_layer], dst[by_layer], weight[by_layer], dst_layer[by_layer]
+    bounds = np.searchsorted(dst_layer, np.arange(len(layers) + 1))
+    in_layers = [l for l in layers if l["kind"] == "input"]
+    if not isinstance(inputs, dict):
+        inputs = {in_layers[0]["name"]: inputs}
+    samples = _as_batch(next(iter(inputs.values())), in_layers[0]["output_shape"]).shape[1]
+    values = np.zeros((len(ids), samples))
+    results = {}
+    for layer in sorted(layers, key=lambda l: l["index"]):
+        if layer["kind"] == "alias":
+            continue
+        rows = np.flatnonzero(layer_index == layer["index"])
+        rows = rows[np.argsort(index[rows])]
+        if layer["kind"] == "input":
+            values[rows] = _as_batch(inputs[layer["name"]], layer["output_shape"])[index[rows]]
+        else:
+            n = len(rows)
+            acc = _Layer(layer["name"], layer["op"], layer["output_shape"], n, samples)
+            lo, hi = bounds[layer["index"]], bounds[layer["index"] + 1]
+            local = np.searchsorted(ids[rows], dst[lo:hi])
+            acc.add(local, values[pos_of(src[lo:hi])], weight[lo:hi])
+            values[rows] = acc.finish(bias[rows], _uniform(act[rows]))
+        results[layer["name"]] = values[rows].T.reshape((samples,) + tuple(layer["output_shape"]))
+    return results
+
+
+def execute_networkx(G, inputs) -> dict[str, np.ndarray]:
+    """Run an ``nx.DiGraph`` that follows the contract (``to_networkx``, GraphML, ``pull``)."""
+    layers = G.graph["layers"]
+    if isinstance(layers, str):
+        layers = json.loads(layers)
+    node_ids = list(G.nodes)
+    data = G.nodes
+    nodes = {"id": node_ids,
+             "layer_index": [data[n]["layer_index"] for n in node_ids],
+             "index": [data[n]["index"] for n in node_ids],
+             "bias": [data[n]["bias"] for n in node_ids],
+             "activation": [data[n]["activation"] for n in node_ids]}
+    src, dst, w = [], [], []
+    for u, v, d in G.edges(data=True):
+        src.append(u)
+        dst.append(v)
+        w.append(d["weight"])
+    return execute_arrays(layers, nodes, {"src": src, "dst": dst, "weight": w}, inputs)
+
+
+def _uniform(act: np.ndarray):
+    first = act[0] if len(act) else "linear"
+    return first if (act == first).all() else act

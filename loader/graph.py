@@ -1,0 +1,254 @@
+"""NeuronGraph: ids, plan, and bounded streams of node and edge batches for any sink.
+
+Selections (``layers=`` ranges and ``cone=``) are resolved here, at enumeration time, by
+restricting each layer's enumerator to the neurons needed; the whole graph is never built.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Iterator
+
+import numpy as np
+
+from . import costs
+from .batches import EdgeBatch, NodeBatch
+from .convert import Entry, build_entries
+from .errors import SelectionError
+from .ir import LayerSpec, Plan
+from .keras_model import load_model, walk
+
+DEFAULT_BATCH = 1 << 20  # ~1M edges: 20 MB of arrays, flat memory whatever the model
+
+
+class NeuronGraph:
+    """The neuron-level graph of a Keras model (or a selected part of it).
+
+    Examples
+    --------
+    >>> g = NeuronGraph.from_model("vgg16", weights=None, input_shape=(32, 32, 3))
+    >>> g.plan().selected_edges
+    >>> for batch in g.iter_edge_batches(): ...
+    """
+
+    def __init__(self, keras_model, entries: list[Entry], *, name: str | None = None,
+                 layers: str | None = None, cone: str | None = None):
+        self.keras_model = keras_model
+        self.entries = entries
+        self.name = name or keras_model.name
+        self._by_name = {e.name: i for i, e in enumerate(entries)}
+        neuron_idx = [i for i, e in enumerate(entries) if e.op is not None]
+        self._neuron_entries = np.array(neuron_idx, dtype=np.int64)
+        self._offsets = np.array([entries[i].op.offset for i in neuron_idx], dtype=np.int64)
+        self.total_neurons = sum(entries[i].op.n_neurons for i in neuron_idx)
+        self._full_edges: dict[int, int] = {}
+        # Selection: per entry index, None = everything, or a bool mask over its neurons.
+        self.node_masks: dict[int, np.ndarray | None] = {i: None for i in neuron_idx}
+        self.edge_masks: dict[int, np.ndarray | None] = {
+            i: None for i in neuron_idx if entries[i].kind == "neurons"}
+        self._selected_edges: dict[int, int] = {}
+        self.selection = "all"
+        if layers and cone:
+            raise SelectionError("choose either a layer range or a cone, not both")
+        if layers:
+            self._select_layers(layers)
+        elif cone:
+            self._select_cone(cone)
+
+    @classmethod
+    def from_model(cls, model, *, weights="default", input_shape=None, include_top=True,
+                   layers: str | None = None, cone: str | None = None,
+                   name: str | None = None) -> "NeuronGraph":
+        """Load (if needed) and convert a Keras model. See :func:`loader.keras_model.load_model`."""
+        m = load_model(model, weights=weights, input_shape=input_shape, include_top=include_top)
+        return cls(m, build_entries(walk(m)), name=name, layers=layers, cone=cone)
+
+    # ------------------------------------------------------------------ lookups
+    def entry(self, name: str) -> Entry:
+        try:
+            return self.entries[self._by_name[name]]
+        except KeyError:
+            raise SelectionError(f"no layer named {name!r} in {self.name}") from None
+
+    def index_of(self, name: str) -> int:
+        self.entry(name)
+        return self._by_name[name]
+
+    def layer_of_ids(self, ids: np.ndarray) -> np.ndarray:
+        """Entry index of the layer owning each global neuron id."""
+        pos = np.searchsorted(self._offsets, ids, side="right") - 1
+        return self._neuron_entries[pos]
+
+    def full_edge_count(self, i: int) -> int:
+        if i not in self._full_edges:
+            op = self.entries[i].op
+            self._full_edges[i] = 0 if op is None else op.count_edges()
+        return self._full_edges[i]
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def n_nodes(self) -> int:
+        return sum(self.entries[i].op.n_neurons if m is None else int(m.sum())
+                   for i, m in self.node_masks.items())
+
+    @property
+    def n_edges(self) -> int:
+        return sum(self.selected_edge_count(i) for i in self.edge_masks)
+
+    def selected_edge_count(self, i: int) -> int:
+        if self.edge_masks.get(i, False) is None:
+            return self.full_edge_count(i)
+        if i not in self.edge_masks:
+            return 0
+        if i not in self._selected_edges:
+            self._selected_edges[i] = sum(
+                len(s) for s, _, _ in self.entries[i].op.iter_edges(DEFAULT_BATCH,
+                                                                    self.edge_masks[i]))
+        return self._selected_edges[i]
+
+    def layer_specs(self) -> list[LayerSpec]:
+        specs = []
+        for i, e in enumerate(self.entries):
+            op = e.op
+            params = dict(e.params)
+            if op is not None and hasattr(op, "describe"):
+                params.update(op.describe())
+            specs.append(LayerSpec(
+                name=e.name, index=i, class_name=e.class_name, kind=e.kind,
+                op=None if op is None else op.op, inputs=e.inputs,
+                output_shape=list(e.output.shape),
+                neurons=0 if op is None else op.n_neurons, edges=self.full_edge_count(i),
+                offset=None if op is None else op.offset, params=params))
+        return specs
+
+    def plan(self) -> Plan:
+        specs = self.layer_specs()
+        total_edges = sum(s.edges for s in specs)
+        sel_nodes, sel_edges = self.n_nodes, self.n_edges
+        inputs = [list(e.output.shape) for e in self.entries if e.kind == "input"]
+        return Plan(model=self.name, input_shape=inputs[0] if inputs else [], layers=specs,
+                    selection=self.selection, neurons=self.total_neurons, edges=total_edges,
+                    selected_neurons=sel_nodes, selected_edges=sel_edges,
+                    estimates=costs.estimates(sel_nodes, sel_edges))
+
+    def graph_data(self) -> dict:
+        """Graph-level data of the contract: the model name and the ``layers`` list."""
+        layers = []
+        for s in self.layer_specs():
+            layers.append({"name": s.name, "index": s.index, "class_name": s.class_name,
+                           "kind": s.kind, "op": s.op, "output_shape": s.output_shape,
+                           "neurons": s.neurons, "edges": s.edges, "offset": s.offset})
+        return {"name": self.name, "selection": self.selection, "layers": layers}
+
+    # ------------------------------------------------------------------ streams
+    def iter_node_batches(self, batch_size: int = DEFAULT_BATCH) -> Iterator[NodeBatch]:
+        """Selected neurons with their attributes, one layer per batch, layers in order."""
+        for i in sorted(self.node_masks):
+            e, mask = self.entries[i], self.node_masks[i]
+            n = e.op.n_neurons
+            idx_all = None if mask is None else np.flatnonzero(mask)
+            total = n if idx_all is None else len(idx_all)
+            for a in range(0, total, batch_size):
+                idx = (np.arange(a, min(n, a + batch_size), dtype=np.int64) if idx_all is None
+                       else idx_all[a:a + batch_size])
+                yield NodeBatch(id=idx + e.op.offset, layer=e.name, layer_index=i, index=idx,
+                                op=e.op.op, bias=e.op.bias(idx), activation=e.op.activation(idx))
+
+    def iter_edge_batches(self, batch_size: int = DEFAULT_BATCH, *, reuse_buffers: bool = False,
+                          layers: list[int] | None = None) -> Iterator[EdgeBatch]:
+        """Selected edges in bounded batches, grouped by the layer they enter, in order."""
+        for i in sorted(self.edge_masks) if layers is None else layers:
+            if i not in self.edge_masks:
+                continue
+            op = self.entries[i].op
+            for src, dst, w in op.iter_edges(batch_size, self.edge_masks[i], reuse_buffers):
+                yield EdgeBatch(src, dst, w, i)
+
+    # ------------------------------------------------------------------ selections
+    def _select_layers(self, spec: str):
+        if spec.count(":") != 1:
+            raise SelectionError(f"--layers wants FIRST:LAST, got {spec!r}")
+        first, last = (s.strip() for s in spec.split(":"))
+        lo = self.index_of(first) if first else 0
+        hi = self.index_of(last) if last else len(self.entries) - 1
+        if lo > hi:
+            raise SelectionError(f"layer {first!r} comes after {last!r}")
+        chosen = [i for i in range(lo, hi + 1) if self.entries[i].op is not None]
+        if not chosen:
+            raise SelectionError(f"layers {spec!r} hold no neurons (only shape-only layers)")
+        self.selection = f"layers {spec}"
+        self.node_masks = {i: None for i in chosen}
+        self.edge_masks = {i: None for i in chosen if self.entries[i].kind == "neurons"}
+        # Neurons that feed the range from outside are included as sources.
+        first_id = self.entries[chosen[0]].op.offset
+        for i in list(self.edge_masks):
+            op = self.entries[i].op
+            if not any(_min_id(t) < first_id for t in op.inputs):
+                continue
+            for src, _, _ in op.iter_edges(DEFAULT_BATCH):
+                self._mark(src[src < first_id])
+
+    def _mark(self, ids: np.ndarray, depth: np.ndarray | None = None, depths=None):
+        if not len(ids):
+            return
+        owners = self.layer_of_ids(ids)
+        for owner in np.unique(owners):
+            sel = owners == owner
+            op = self.entries[owner].op
+            local = ids[sel] - op.offset
+            if depths is None:
+                mask = self.node_masks.get(owner)
+                if owner in self.node_masks and mask is None:
+                    continue
+                if mask is None:
+                    mask = self.node_masks[owner] = np.zeros(op.n_neurons, dtype=bool)
+                mask[local] = True
+            else:
+                arr = depths.setdefault(owner, np.full(op.n_neurons, np.iinfo(np.int32).max,
+                                                       dtype=np.int32))
+                np.minimum.at(arr, local, depth[sel])
+
+    def _select_cone(self, spec: str):
+        m = re.fullmatch(r"(.+?):(\d+)(?::(\d+))?", spec.strip())
+        if not m:
+            raise SelectionError(f"--cone wants LAYER:INDEX[:DEPTH], got {spec!r}")
+        name, index = m.group(1), int(m.group(2))
+        max_depth = None if m.group(3) is None else int(m.group(3))
+        e = self.entry(name)
+        if index >= e.output.size:
+            raise SelectionError(f"layer {name!r} has {e.output.size} values; index {index} "
+                                 "is out of range")
+        top = int(e.output.take(np.array([index]))[0])
+        if top < 0:
+            raise SelectionError(f"{name}:{index} is a padding zero, not a neuron")
+        unlimited = np.iinfo(np.int32).max
+        depths: dict[int, np.ndarray] = {}
+        self._mark(np.array([top]), np.array([0], dtype=np.int32), depths)
+        self.node_masks, self.edge_masks, self._selected_edges = {}, {}, {}
+        for i in range(len(self.entries) - 1, -1, -1):
+            if i not in depths:
+                continue
+            d = depths[i]
+            reached = d < unlimited
+            self.node_masks[i] = reached
+            if self.entries[i].kind != "neurons":
+                continue
+            expand = reached if max_depth is None else d < max_depth
+            if not expand.any():
+                continue
+            self.edge_masks[i] = expand
+            op = self.entries[i].op
+            count = 0
+            for src, dst, _ in op.iter_edges(DEFAULT_BATCH, expand):
+                count += len(src)
+                self._mark(src, d[dst - op.offset] + 1, depths)
+            self._selected_edges[i] = count
+        self.selection = f"cone {spec}"
+
+
+def _min_id(t) -> int:
+    if t.contiguous:
+        return t.offset
+    real = t.ids[t.ids >= 0]
+    return int(real.min()) if len(real) else 1 << 62

@@ -1,0 +1,76 @@
+"""What every neuron-producing layer offers the graph: counts, edges, node attributes."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import numpy as np
+
+from .tensors import TensorIds, broadcast_take
+
+Edges = tuple[np.ndarray, np.ndarray, np.ndarray]  # src int64, dst int64, weight float32
+
+
+class NeuronOp:
+    """A layer whose outputs are new neurons ``offset .. offset + n_neurons - 1``.
+
+    Subclasses set ``op`` and ``inputs`` and implement :meth:`count_edges` and
+    :meth:`iter_edges`.
+    """
+
+    op: str = "sum"
+    inputs: list[TensorIds] = []
+
+    def __init__(self, out_shape, offset: int, *, bias=None, activation: str = "linear"):
+        self.out_shape = tuple(int(s) for s in out_shape)
+        self.offset = int(offset)
+        self._bias = None if bias is None else np.asarray(bias, dtype=np.float32)
+        self._activation = activation
+
+    @property
+    def n_neurons(self) -> int:
+        return math.prod(self.out_shape)
+
+    @property
+    def output(self) -> TensorIds:
+        return TensorIds(self.out_shape, offset=self.offset)
+
+    def count_edges(self) -> int:
+        raise NotImplementedError
+
+    def iter_edges(self, batch_size: int, needed: np.ndarray | None = None,
+                   reuse_buffers: bool = False) -> Iterator[Edges]:
+        """Edges into this layer's neurons, in batches of about ``batch_size``.
+
+        ``needed`` (bool per neuron) restricts the edges to those entering needed neurons.
+        """
+        raise NotImplementedError
+
+    def bias(self, flat: np.ndarray) -> np.ndarray:
+        if self._bias is None:
+            return np.zeros(len(flat), dtype=np.float32)
+        return broadcast_take(self._bias, self.out_shape, flat).astype(np.float32, copy=False)
+
+    def activation(self, flat: np.ndarray) -> str | np.ndarray:
+        return self._activation
+
+    def describe(self) -> dict:
+        """Layer parameters worth showing in a plan."""
+        return {}
+
+
+class InputOp(NeuronOp):
+    """Given values: no incoming edges."""
+
+    op = "input"
+
+    def count_edges(self) -> int:
+        return 0
+
+    def iter_edges(self, batch_size, needed=None, reuse_buffers=False):
+        return iter(())
+
+
+def keep(edges: Edges, mask: np.ndarray) -> Edges:
+    return edges[0][mask], edges[1][mask], edges[2][mask]
