@@ -248,12 +248,13 @@ def build_upsampling(call, xs, alloc):
     size = _tuple(layer.size, rank)
     interpolation = getattr(layer, "interpolation", "nearest")
     if interpolation == "nearest":
-        # A pure copy: each output value *is* an input neuron, so no new neurons.
+        # A copy of each input value to several positions. As an alias it would feed one neuron
+        # to a later window several times (parallel edges), so it makes neurons: one edge each.
         def repeat(a):
             for d, s in enumerate(size):
                 a = np.repeat(a, s, axis=d)
             return a
-        return [_alias(call, x.mapped(repeat), {"size": list(size)})]
+        return _unary(call, x.mapped(repeat), alloc, params={"size": list(size)})
     import keras
 
     axes = []
@@ -437,6 +438,8 @@ def build_concatenate(call, xs, alloc):
 def _pairs(v, rank):
     if isinstance(v, int):
         return ((v, v),) * rank
+    if rank == 1 and len(v) == 2 and all(isinstance(p, int) for p in v):
+        return (tuple(v),)  # the 1-d layers hold one (before, after) pair
     out = []
     for p in v:
         out.append((p, p) if isinstance(p, int) else tuple(p))
@@ -460,7 +463,29 @@ def build_cropping(call, xs, alloc):
 
 
 def _neurons(call, op: NeuronOp) -> Entry:
+    _check_no_parallel_edges(op)
     return Entry(call.name, call.class_name, "neurons", op.output, op)
+
+
+def _check_no_parallel_edges(op: NeuronOp):
+    """Refuse a layer that would read one neuron twice into the same neuron.
+
+    Only shape-only layers can make a tensor hold a neuron twice (concatenating a tensor with
+    itself); a graph has no parallel edges, so such a layer is refused rather than approximated.
+    """
+    if isinstance(op, ElementwiseOp):
+        if len(op.inputs) > 1:
+            ids = np.concatenate([np.unique(t.array()) for t in op.inputs])
+            ids = ids[ids >= 0]
+            if len(np.unique(ids)) != len(ids):
+                raise Unsupported("reads the same neuron through two inputs")
+        return
+    for t in op.inputs:
+        if not t.contiguous:
+            real = t.ids[t.ids >= 0]
+            if len(np.unique(real)) != len(real):
+                raise Unsupported("its input holds the same neuron at two positions "
+                                  "(a tensor concatenated with itself)")
 
 
 def _alias(call, t: TensorIds, params=None) -> Entry:

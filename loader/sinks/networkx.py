@@ -1,0 +1,163 @@
+"""NetworkX sink: a neuron graph as an ``nx.DiGraph`` keyed by the integer neuron id.
+
+A DiGraph holds every edge as Python dicts, ~254 bytes per edge and ~600 bytes per node here
+(see :data:`loader.costs.NX_BYTES_PER_EDGE`), so this sink is for small models and subgraphs;
+:func:`to_networkx` refuses a graph above ``max_edges`` before doing any work.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import networkx as nx
+import numpy as np
+
+from .. import costs
+from ..batches import EdgeBatch, NodeBatch
+from ..errors import TooLargeError
+from .graphml import graph_attributes
+
+__all__ = ["NetworkXSink", "to_networkx", "keras_edges"]
+
+
+class NetworkXSink:
+    """Build an ``nx.DiGraph`` from node and edge batches.
+
+    Node keys are the neuron ids (int); node attributes ``layer``, ``layer_index``, ``index``,
+    ``op``, ``bias`` (float), ``activation``; edge attribute ``weight`` (float, the float32
+    value widened exactly); graph attributes ``name`` and ``layers`` (a JSON string), the same
+    values a GraphML file of the graph reads back as.
+
+    Parameters
+    ----------
+    graph_data : dict, optional
+        ``NeuronGraph.graph_data()``; sets the graph attributes.
+
+    Examples
+    --------
+    >>> sink = NetworkXSink(g.graph_data())
+    >>> for batch in g.iter_edge_batches(): sink.write_edges(batch)
+    >>> G = sink.close()
+    """
+
+    def __init__(self, graph_data: dict | None = None):
+        self.graph = nx.DiGraph()
+        if graph_data is not None:
+            self.graph.graph.update(graph_attributes(graph_data))
+
+    def write(self, batch: NodeBatch | EdgeBatch) -> None:
+        """Add a :class:`NodeBatch` or an :class:`EdgeBatch`."""
+        if isinstance(batch, EdgeBatch):
+            self.write_edges(batch)
+        else:
+            self.write_nodes(batch)
+
+    def write_nodes(self, batch: NodeBatch) -> None:
+        """Add the neurons of ``batch`` with their attributes."""
+        n = len(batch)
+        layer, layer_index, op = str(batch.layer), int(batch.layer_index), str(batch.op)
+        bias = np.broadcast_to(np.asarray(batch.bias, dtype=np.float64), (n,)).tolist()
+        activation = batch.activations().tolist()
+        self.graph.add_nodes_from(
+            (node, {"layer": layer, "layer_index": layer_index, "index": index, "op": op,
+                    "bias": b, "activation": str(a)})
+            for node, index, b, a in zip(batch.id.tolist(), batch.index.tolist(), bias,
+                                          activation))
+
+    def write_edges(self, batch: EdgeBatch) -> None:
+        """Add the edges of ``batch`` with their ``weight``."""
+        self.graph.add_weighted_edges_from(_edge_tuples(batch))
+
+    def close(self) -> nx.DiGraph:
+        """Return the graph built so far."""
+        return self.graph
+
+
+def _edge_tuples(batch: EdgeBatch):
+    # float32 -> float64 is exact, so the python float equals float(np.float32(w)).
+    return zip(batch.src.tolist(), batch.dst.tolist(),
+               np.asarray(batch.weight, dtype=np.float64).tolist())
+
+
+def to_networkx(graph, *, max_edges: int = 5_000_000) -> nx.DiGraph:
+    """The neuron graph (or a selection of it) as an ``nx.DiGraph``.
+
+    Parameters
+    ----------
+    graph : NeuronGraph
+        The graph or a ``layers=`` / ``cone=`` selection of it.
+    max_edges : int
+        Refuse, before any work, a graph with more edges than this (5M edges is about 1.3 GB).
+
+    Returns
+    -------
+    networkx.DiGraph
+        Nodes keyed by neuron id, attributes as in :class:`NetworkXSink`.
+
+    Raises
+    ------
+    loader.errors.TooLargeError
+        When ``graph.n_edges > max_edges``; the message gives the memory estimate.
+
+    Examples
+    --------
+    >>> g = NeuronGraph.from_model("vgg16", weights=None, input_shape=(32, 32, 3))
+    >>> G = to_networkx(g, max_edges=20_000_000)
+    >>> G.number_of_edges() == g.n_edges
+    True
+    """
+    n_edges = graph.n_edges
+    if n_edges > max_edges:
+        n_nodes = graph.n_nodes
+        need = n_edges * costs.NX_BYTES_PER_EDGE + n_nodes * costs.NX_BYTES_PER_NODE
+        raise TooLargeError(
+            f"{graph.name}: {n_edges:,} edges and {n_nodes:,} nodes would take about "
+            f"{_human_bytes(need)} as a NetworkX DiGraph (~{costs.NX_BYTES_PER_EDGE} bytes per "
+            f"edge + ~{costs.NX_BYTES_PER_NODE} per node), over max_edges={max_edges:,}. "
+            "Raise max_edges if you have the memory, take a subgraph (layers= or cone=, or a "
+            "smaller input_shape), or stream the graph out instead: export GraphML "
+            "(write_graphml) or load it into Neo4j.")
+    sink = NetworkXSink(graph.graph_data())
+    for nodes in graph.iter_node_batches():
+        sink.write_nodes(nodes)
+    # Each batch is copied into Python objects before the next one is produced.
+    for edges in graph.iter_edge_batches(reuse_buffers=True):
+        sink.write_edges(edges)
+    return sink.close()
+
+
+def keras_edges(model, **kwargs) -> Iterator[tuple[int, int, float]]:
+    """``(src_id, dst_id, weight)`` tuples of a Keras model's neuron graph, streamed.
+
+    Parameters
+    ----------
+    model : keras.Model, path, or keras.applications name
+        Anything :meth:`NeuronGraph.from_model` accepts.
+    **kwargs
+        Passed to :meth:`NeuronGraph.from_model` (``weights``, ``input_shape``, ``layers``,
+        ``cone``, ...).
+
+    Yields
+    ------
+    tuple of (int, int, float)
+        Source neuron id, target neuron id, weight (the float32 value widened exactly).
+
+    Examples
+    --------
+    >>> G = nx.DiGraph()
+    >>> G.add_weighted_edges_from(keras_edges(model))
+    >>> G.number_of_edges()
+    """
+    from ..graph import NeuronGraph
+
+    graph = NeuronGraph.from_model(model, **kwargs)
+    for batch in graph.iter_edge_batches(reuse_buffers=True):
+        yield from _edge_tuples(batch)
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
