@@ -57,7 +57,8 @@ def load_model(model, *, weights="default", input_shape=None, include_top=True):
         try:
             m = keras.models.load_model(path, compile=False)
         except Exception as exc:  # keras raises many types for a damaged file
-            raise ModelLoadError(f"cannot read model file {path}: {_one_line(exc)}") from None
+            raise ModelLoadError(f"{path} is not a readable Keras model file "
+                                 f"({_one_line(exc)})") from None
         file_weights = None if weights == "default" else weights
     elif isinstance(model, str):
         names = application_names()

@@ -1,0 +1,205 @@
+"""The ``weightgraph`` command: a thin shell over the ``loader`` library.
+
+Each command parses options, calls library functions a notebook user can call too, and turns
+known errors (:class:`loader.errors.WeightgraphError`) into one line on stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+import click
+
+from .errors import WeightgraphError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _version() -> str:
+    try:
+        return version("weightgraph")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+class Group(click.Group):
+    """Turns library errors into a one-line message and a non-zero exit, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except WeightgraphError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), "--version", "-V", prog_name="weightgraph")
+def main():
+    """The neuron-level weighted graph of a Keras CNN: plan it, export it as GraphML, load it
+    into Neo4j, query it with Cypher, pull it back into NetworkX.
+
+    \b
+    Example:
+      weightgraph plan vgg16 --weights none
+      weightgraph export vgg16 --weights none --input-shape 32,32,3 \\
+          --layers block1_conv1:block1_pool -o block1.graphml.gz
+    """
+
+
+# ---------------------------------------------------------------------------- shared options
+def _parse_shape(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        shape = tuple(int(v) for v in value.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"want H,W,C (e.g. 32,32,3), got {value!r}") from None
+    if not shape or any(s <= 0 for s in shape):
+        raise click.BadParameter(f"want positive sizes, got {value!r}")
+    return shape
+
+
+def model_options(selection=True):
+    def deco(fn):
+        opts = [
+            click.argument("model"),
+            click.option("--weights", default="default", show_default=True,
+                         help="imagenet (default for application names), none (random), or "
+                              "a weights file"),
+            click.option("--input-shape", callback=_parse_shape,
+                         help="input shape H,W,C (application names; fully convolutional "
+                              "files)"),
+            click.option("--no-top", "no_top", is_flag=True,
+                         help="application names: leave out the dense classifier"),
+        ]
+        if selection:
+            opts += [
+                click.option("--layers", "layer_range", metavar="FIRST:LAST",
+                             help="inclusive layer range; the neurons feeding FIRST come along "
+                                  "as sources"),
+                click.option("--cone", metavar="LAYER:INDEX[:DEPTH]",
+                             help="every neuron and edge upstream of one neuron"),
+            ]
+        for opt in reversed(opts):
+            fn = opt(fn)
+        return fn
+    return deco
+
+
+def open_graph(model, weights, input_shape, no_top, layer_range=None, cone=None, name=None):
+    from .graph import NeuronGraph
+
+    return NeuronGraph.from_model(model, weights=weights, input_shape=input_shape,
+                                  include_top=not no_top, layers=layer_range, cone=cone,
+                                  name=name)
+
+
+def human(n: float, unit="B") -> str:
+    for prefix in ("", "K", "M", "G", "T", "P"):
+        if abs(n) < 1000:
+            return f"{n:.3g} {prefix}{unit}" if prefix else f"{n:.0f} {unit}"
+        n /= 1000
+    return f"{n:.3g} E{unit}"
+
+
+def seconds(s: float) -> str:
+    if s < 90:
+        return f"{s:.1f} s"
+    if s < 5400:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"
+
+
+# ---------------------------------------------------------------------------- plan
+@main.command()
+@model_options()
+@click.option("--json", "as_json", is_flag=True, help="print the plan as JSON")
+def plan(model, weights, input_shape, no_top, layer_range, cone, as_json):
+    """Sizes and costs of a model's neuron graph, before any work.
+
+    Per layer: class, op, output shape, neurons, edges; totals; estimated GraphML, NetworkX and
+    Neo4j sizes and times (from the benchmarks in bench/).
+
+    \b
+    Example:
+      weightgraph plan vgg16 --weights none
+      weightgraph plan resnet50 --weights none --input-shape 64,64,3 --json
+    """
+    g = open_graph(model, weights, input_shape, no_top, layer_range, cone)
+    p = g.plan()
+    if as_json:
+        click.echo(p.model_dump_json(indent=2))
+        return
+    click.echo(f"model {p.model}   input {tuple(p.input_shape)}   selection: {p.selection}")
+    header = f"{'#':>4}  {'layer':<34} {'class':<24} {'op':<8} {'output':<18} {'neurons':>12} {'edges':>16}"
+    click.echo(header)
+    click.echo("-" * len(header))
+    for s in p.layers:
+        click.echo(f"{s.index:>4}  {s.name[:34]:<34} {s.class_name[:24]:<24} {s.op or '-':<8} "
+                   f"{str(tuple(s.output_shape)):<18} {s.neurons:>12,} {s.edges:>16,}")
+    click.echo("-" * len(header))
+    click.echo(f"total: {p.neurons:,} neurons, {p.edges:,} edges")
+    if p.selection != "all":
+        click.echo(f"selected: {p.selected_neurons:,} neurons, {p.selected_edges:,} edges")
+    e = p.estimates
+    click.echo(f"estimates for the selection: GraphML {human(e['graphml_bytes'])} "
+               f"(~{seconds(e['graphml_seconds'])}), NetworkX {human(e['networkx_bytes'])} in "
+               f"memory, Neo4j store {human(e['neo4j_store_bytes'])} (online "
+               f"~{seconds(e['neo4j_online_seconds'])}, bulk ~{seconds(e['neo4j_bulk_seconds'])})")
+
+
+# ---------------------------------------------------------------------------- export
+@main.command()
+@model_options()
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="FILE.graphml or FILE.graphml.gz")
+@click.option("--batch-size", default=1 << 20, show_default=True, help="edges per batch")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def export(model, weights, input_shape, no_top, layer_range, cone, output, batch_size, quiet):
+    """Write the neuron graph (or a selection) as GraphML, streaming in bounded memory.
+
+    \b
+    Example:
+      weightgraph export vgg16 --weights none --input-shape 32,32,3 \\
+          --layers block1_conv1:block1_pool -o block1.graphml.gz
+      weightgraph export model.keras --cone dense:3 -o cone.graphml
+    """
+    from .sinks.graphml import write_graphml
+
+    if not (output.endswith(".graphml") or output.endswith(".graphml.gz")):
+        raise WeightgraphError(f"output must end in .graphml or .graphml.gz: {output}")
+    g = open_graph(model, weights, input_shape, no_top, layer_range, cone)
+    stats = write_graphml(g, output, batch_size=batch_size, progress=not quiet)
+    click.echo(f"wrote {output}: {g.n_nodes:,} nodes, {g.n_edges:,} edges"
+               + (f" ({json.dumps(stats)})" if stats else ""))
+
+
+# ---------------------------------------------------------------------------- neo4j
+@main.command()
+def ping():
+    """Check that Neo4j answers with the configured credentials.
+
+    \b
+    Example:
+      NEO4J_PASSWORD=... weightgraph ping
+    """
+    from .config import Settings
+    from .db import connect
+
+    s = Settings()
+    driver = connect(s)
+    try:
+        info = driver.get_server_info()
+        click.echo(f"Neo4j {info.agent} at {s.neo4j_uri}: authenticated as {s.neo4j_user}")
+    finally:
+        driver.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""Connection and batching settings, from the environment or a ``.env`` file.
+
+Examples
+--------
+>>> settings = Settings()                      # NEO4J_URI, NEO4J_USER, NEO4J_PASSWORD, ...
+>>> Settings(neo4j_password="s3cret-pass").neo4j_uri
+'bolt://127.0.0.1:7687'
+"""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8",
+                                      extra="ignore", case_sensitive=False)
+
+    neo4j_uri: str = "bolt://127.0.0.1:7687"
+    neo4j_user: str = "neo4j"
+    neo4j_password: SecretStr | None = None
+    neo4j_database: str = "neo4j"
+    # Online load: relationships per UNWIND transaction and parallel writers (see loader.load).
+    weightgraph_batch_size: int = 20_000
+    weightgraph_workers: int = 2
