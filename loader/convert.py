@@ -41,6 +41,8 @@ class Unsupported(Exception):
 
 
 def _np(x):
+    if hasattr(x, "numpy"):  # Keras variables and eager tensors, without a DeprecationWarning
+        return np.asarray(x.numpy())
     import keras
 
     return np.asarray(keras.ops.convert_to_numpy(x))

@@ -33,7 +33,13 @@ def connect(settings: Settings | None = None) -> neo4j.Driver:
     try:
         driver = neo4j.GraphDatabase.driver(
             s.neo4j_uri, auth=(s.neo4j_user, s.neo4j_password.get_secret_value()),
-            connection_timeout=10, max_connection_lifetime=3600)
+            connection_timeout=10, max_connection_lifetime=3600,
+            # Retry transient failures (a restarting server, lock timeouts) for a minute.
+            max_transaction_retry_time=60,
+            # The online loader matches nodes by id(), deprecated in Cypher 25 but the fastest
+            # seek in 5.26 (see loader.load); its notice on every batch is noise.
+            notifications_disabled_classifications=[
+                neo4j.NotificationDisabledClassification.DEPRECATION])
     except ValueError as exc:
         raise Neo4jUnavailable(f"bad NEO4J_URI {s.neo4j_uri!r}: {exc}") from None
     try:

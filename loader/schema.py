@@ -1,0 +1,28 @@
+"""The Neo4j schema of weightgraph, created before any load (idempotent).
+
+- ``(:Model {name})`` unique: the graph-level data, plan, load mode, state and progress.
+- ``(:Neuron {model, id})`` unique: several models share one database.
+- A range index on ``(model, layer_index, index)``: per-layer scans (verify, queries) and
+  "neuron by layer and index" lookups.
+- ``(:LoadBatch {model, key})`` unique: one node per committed batch, written in the batch's own
+  transaction, so a replayed batch fails on the constraint instead of duplicating edges.
+"""
+
+from __future__ import annotations
+
+STATEMENTS = [
+    "CREATE CONSTRAINT model_name IF NOT EXISTS FOR (m:Model) REQUIRE m.name IS UNIQUE",
+    "CREATE CONSTRAINT neuron_model_id IF NOT EXISTS "
+    "FOR (n:Neuron) REQUIRE (n.model, n.id) IS UNIQUE",
+    "CREATE CONSTRAINT load_batch_key IF NOT EXISTS "
+    "FOR (b:LoadBatch) REQUIRE (b.model, b.key) IS UNIQUE",
+    "CREATE INDEX neuron_layer IF NOT EXISTS FOR (n:Neuron) ON (n.model, n.layer_index, n.index)",
+]
+
+
+def create_schema(driver, database: str | None = None, *, wait_seconds: int = 600) -> None:
+    """Create constraints and indexes (no-op when they exist) and wait until they are online."""
+    with driver.session(database=database) as session:
+        for statement in STATEMENTS:
+            session.run(statement).consume()
+        session.run(f"CALL db.awaitIndexes({int(wait_seconds)})").consume()
