@@ -50,7 +50,7 @@ def connect(settings: Settings | None = None) -> neo4j.Driver:
         raise Neo4jUnavailable(
             f"Neo4j at {s.neo4j_uri} refused user {s.neo4j_user!r}: wrong password "
             "(check NEO4J_PASSWORD)") from None
-    except (ServiceUnavailable, OSError) as exc:
+    except (ServiceUnavailable, OSError):
         driver.close()
         raise Neo4jUnavailable(f"cannot reach Neo4j at {s.neo4j_uri}; {START_HINT}") from None
     except neo4j.exceptions.Neo4jError as exc:

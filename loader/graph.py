@@ -6,7 +6,6 @@ restricting each layer's enumerator to the neurons needed; the whole graph is ne
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Iterator
 

@@ -194,7 +194,7 @@ def _resolve(i, alias):
     return i
 
 
-def layer_outputs(calls: list[Call], inputs) -> dict[str, "np.ndarray"]:
+def layer_outputs(calls: list[Call], inputs) -> dict:
     """Keras's own value of every call's output, computed call by call (nested models too).
 
     ``inputs``: array for a single-input model, or dict input name -> array (with batch axis).

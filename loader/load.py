@@ -30,16 +30,17 @@ from dataclasses import dataclass, field
 
 import neo4j
 import numpy as np
-from neo4j.exceptions import ConstraintError, Neo4jError
+from neo4j.exceptions import ConstraintError
 
+from .config import Settings
 from .db import Neo4jUnavailable, connect
 from .errors import WeightgraphError
 from .graph import NeuronGraph
 from .schema import create_schema
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
-DEFAULT_BATCH_SIZE = 50_000
-DEFAULT_WORKERS = 2
+DEFAULT_BATCH_SIZE = Settings.model_fields["weightgraph_batch_size"].default
+DEFAULT_WORKERS = Settings.model_fields["weightgraph_workers"].default
 NODE_BATCH_SIZE = 20_000
 
 CREATE_NODES = """
@@ -109,6 +110,18 @@ def layer_checksums(graph: NeuronGraph, batch_size: int = 1 << 20) -> dict[str, 
         c["weight_sum"] += float(w.sum())
         c["abs_sum"] += float(np.abs(w).sum())
     return out
+
+
+def _same_checksums(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for k in a:
+        x, y = a[k], b[k]
+        if x["edges"] != y["edges"] or x["neurons"] != y["neurons"]:
+            return False
+        if abs(x["weight_sum"] - y["weight_sum"]) > 1e-9 * max(1.0, x["abs_sum"]):
+            return False
+    return True
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -266,7 +279,7 @@ def _load_online(driver, graph, name, database, batch_size, workers, progress, r
 
 # ------------------------------------------------------------------------------ entry point
 def load(graph: NeuronGraph, name: str | None = None, *, mode: str = "online",
-         batch_size: int | None = None, workers: int = DEFAULT_WORKERS, replace: bool = False,
+         batch_size: int | None = None, workers: int | None = None, replace: bool = False,
          resume: bool = False, driver: neo4j.Driver | None = None, database: str | None = None,
          progress: bool = False, source: dict | None = None, server=None,
          csv_dir=None) -> LoadSummary:
@@ -317,9 +330,14 @@ def load(graph: NeuronGraph, name: str | None = None, *, mode: str = "online",
                                 f"({existing.get('selection')}, {existing.get('edges')} edges); "
                                 "resume with the same model and options, or use --replace")
             batch_size = int(existing["batch_size"])
+            if not _same_checksums(json.loads(existing["checksums"]), layer_checksums(graph)):
+                raise LoadError(f"model {name!r}: these weights differ from the interrupted "
+                                "load's (random initialisation?); resume from the same model "
+                                "file, or use --replace")
         elif existing is not None:
             delete_model(driver, name, database)
         batch_size = batch_size or DEFAULT_BATCH_SIZE
+        workers = workers or DEFAULT_WORKERS
         start = time.perf_counter()
         if not resume:
             checksums = layer_checksums(graph)

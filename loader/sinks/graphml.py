@@ -1,40 +1,32 @@
 """Streaming GraphML writer: node and edge batches to ``.graphml`` / ``.graphml.gz`` text.
 
 Speed is the point of this module (VGG16 at 224x224 has 15e9 edges; ``nx.write_graphml``
-writes ~110k edges/s). A batch is turned into text without a Python loop over its elements:
+writes ~110k edges/s): the text of a whole batch is built by the vectorised machinery of
+:mod:`loader.sinks.text`, shared with the neo4j-admin CSV writer.
 
-* integers become ASCII with digit arithmetic on whole arrays (4 digits per table lookup);
-* a weight's text is ``repr`` of its float64 value, the only per-value Python work, done for the
-  *distinct* values of a batch and cached across batches by bit pattern, because a conv kernel
-  value is reused at every output position and every max-pooling edge is 1.0;
-* each element is one fixed-width ``uint8`` row of constant tags and those fields, 0-padded;
-  removing the pad bytes with one boolean mask gives the finished text of the whole batch,
-  handed to one ``write``;
-* writing (and gzip compression, on all cores) runs on background threads while the next batch
-  is formatted.
-
-Measured by ``bench/bench_graphml.py`` on the 2-core development machine: about 6-7M edges/s
-for conv layers (~60x ``nx.write_graphml``). A weight value seen for the first time costs
-~0.4 us (``repr``), so a layer whose weights are all distinct (Dense) writes ~2.5M edges/s.
+Measured by ``bench/bench_graphml.py`` (VGG16 layer ranges, ~4M edges, median of 3) on the
+shared 2-core development VM, against ``nx.write_graphml`` of the same graph in the same run
+(44-70k edges/s there): 3.3-3.7M edges/s to disk when kernel values repeat across positions,
+63-76x; 1.5-1.8M edges/s when nearly every weight is distinct (a 2x2 feature map, or Dense),
+22-31x, because each new value costs a ~0.35 us ``repr``. Formatting alone runs at 6-7M
+edges/s; the rest is copying ~90 bytes per edge into the page cache.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import secrets
-import threading
 import time
-import zlib
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
 
 from ..batches import EdgeBatch, NodeBatch
+from .text import (GZIP_LEVEL, Encoded, FloatText, Output, TextBuilder, decimal_columns,
+                   encode_strings, text_slices)
 
 __all__ = ["GraphMLWriter", "write_graphml", "graph_attributes"]
 
@@ -52,21 +44,6 @@ _KEYS = (
     ("d8", "graph", "layers", "string"),
 )
 
-# gzip level 1: on GraphML text it compresses ~4.1x at ~240 MB/s per core, where level 3 gives
-# 4.3x at 140 MB/s and level 6 4.6x at 70 MB/s (measured on 90-byte edge lines). Compression is
-# the slowest stage of a .gz export, so the few percent of size are not worth 2-3x the time.
-GZIP_LEVEL = 1
-# Each chunk becomes an independent gzip member (RFC 1952 allows concatenated members; gzip,
-# zcat, zlib's gzread and Python read them as one stream), so all cores can compress at once.
-_GZIP_CHUNK = 4 << 20
-# Distinct float values whose text stays cached: 4M entries (~130 MB) hold the largest kernels
-# of VGG16/ResNet (3x3x512x512 = 2.4M weights).
-_FLOAT_CACHE_ENTRIES = 1 << 22
-# Longest repr of a float64: sign, 17 digits, point, "e-308".
-_FLOAT_TEXT_WIDTH = 24
-
-_DIGITS4 = np.frombuffer(b"".join(b"%04d" % i for i in range(10_000)), dtype=np.uint32)
-_POW10 = 10 ** np.arange(1, 19, dtype=np.int64)
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
@@ -110,186 +87,8 @@ def _xml_text(value: str) -> bytes:
     return escape(value).replace("\r", "&#13;").encode("utf-8")
 
 
-def _decimal_columns(values: np.ndarray) -> np.ndarray:
-    """ASCII decimal of non-negative integers: an (n, width) uint8 array, right-aligned, 0-padded.
-
-    Four digits per lookup in a 10,000-entry table of 4-byte strings, so an 8-digit id costs
-    two integer divisions and two gathers (~5 ms per million values).
-    """
-    x = np.asarray(values)
-    if x.dtype.kind not in "iu":
-        x = x.astype(np.int64)
-    n = x.shape[0]
-    if n == 0:
-        return np.zeros((0, 1), dtype=np.uint8)
-    lo, hi = int(x.min()), int(x.max())
-    if lo < 0:
-        raise ValueError(f"negative id or index {lo} cannot be written")
-    width = len(str(hi))
-    chunks = -(-width // 4)
-    quads = np.empty((n, chunks), dtype=np.uint32)
-    rest = x.astype(np.int64, copy=False)
-    for c in range(chunks - 1, -1, -1):
-        quotient = rest // 10_000
-        quads[:, c] = _DIGITS4[rest - quotient * 10_000]
-        rest = quotient
-    cols = quads.view(np.uint8)[:, chunks * 4 - width:]
-    if len(str(lo)) != width:
-        # Mixed lengths: blank each value's leading zeros (multiplying keeps it branch-free).
-        ndigits = 1 + np.searchsorted(_POW10, x, side="right")
-        keep = np.arange(width) >= (width - ndigits)[:, None]
-        cols = cols * keep
-    return cols
-
-
-class _FloatText:
-    """The exact text of float values: ``repr`` of the float64 value, as 0-padded uint8 rows.
-
-    ``float(text) == float(value)`` for every value, so any reader parsing a double gets the
-    value back bit for bit. ``repr`` (~0.4 us per value here) is paid once per distinct bit
-    pattern while the pattern stays in the cache.
-    """
-
-    def __init__(self, max_entries: int = _FLOAT_CACHE_ENTRIES):
-        self._max_entries = max_entries
-        # Per float dtype: sorted bit patterns and their texts (1-D "S24" arrays: gathering
-        # whole fixed-size items is ~30x faster than fancy-indexing rows of a 2-D uint8 array).
-        self._caches: dict[np.dtype, tuple[np.ndarray, np.ndarray]] = {}
-
-    def columns(self, values: np.ndarray) -> np.ndarray:
-        v = np.asarray(values)
-        if v.dtype not in (np.float32, np.float64):
-            v = v.astype(np.float64)
-        v = np.ascontiguousarray(v)
-        bits = v.view(np.uint32 if v.dtype == np.float32 else np.uint64)
-        keys, inverse = np.unique(bits, return_inverse=True)
-        text = self._lookup(v.dtype, keys)
-        return _gather_rows(text, inverse)
-
-    def _lookup(self, dtype: np.dtype, keys: np.ndarray) -> np.ndarray:
-        empty = (np.empty(0, keys.dtype), np.empty(0, f"S{_FLOAT_TEXT_WIDTH}"))
-        cached_keys, cached_text = self._caches.get(dtype, empty)
-        pos = np.searchsorted(cached_keys, keys)
-        hit = np.zeros(keys.shape[0], dtype=bool)
-        inside = pos < cached_keys.shape[0]
-        hit[inside] = cached_keys[pos[inside]] == keys[inside]
-        if hit.all():
-            return cached_text.take(pos)
-        text = np.empty(keys.shape[0], dtype=cached_text.dtype)
-        text[hit] = cached_text.take(pos[hit])
-        miss = ~hit
-        new_keys = keys[miss]
-        new_text = _repr_texts(new_keys.view(dtype))
-        text[miss] = new_text
-        if cached_keys.shape[0] + new_keys.shape[0] <= self._max_entries:
-            at = pos[miss]
-            self._caches[dtype] = (np.insert(cached_keys, at, new_keys),
-                                   np.insert(cached_text, at, new_text))
-        else:
-            # Full: start over from this batch, the likeliest to repeat (same layer).
-            self._caches[dtype] = (keys, text)
-        return text
-
-
-def _repr_texts(values: np.ndarray) -> np.ndarray:
-    floats = values.astype(np.float64).tolist()
-    # One %-format call runs the repr loop in C: ~20% faster than a list comprehension.
-    joined = (b"%r\0" * len(floats)) % tuple(floats)
-    return np.array(joined.split(b"\0")[:-1], dtype=f"S{_FLOAT_TEXT_WIDTH}")
-
-
-def _gather_rows(table: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """``table[index]`` as (n, width) uint8 rows, width trimmed to the longest entry used."""
-    raw = table.view(np.uint8).reshape(table.shape[0], table.itemsize)
-    width = max(1, int(np.count_nonzero(raw, axis=1).max()))
-    if width < table.itemsize:
-        table = np.ascontiguousarray(raw[:, :width]).view(f"S{width}").ravel()
-    return table.take(index.ravel()).view(np.uint8).reshape(-1, width)
-
-
-def _string_columns(values: np.ndarray) -> np.ndarray:
-    """Escaped UTF-8 text of per-element strings, as 0-padded uint8 rows (distinct values once)."""
-    uniq, inverse = np.unique(np.asarray(values, dtype=object).astype(str), return_inverse=True)
-    encoded = [_xml_text(s) for s in uniq.tolist()]
-    table = np.array(encoded, dtype=f"S{max(1, max(len(e) for e in encoded))}")
-    return _gather_rows(table, inverse)
-
-
-def _assemble(parts: list, n: int) -> np.ndarray:
-    """Rows made of constant byte strings and (n, w) uint8 fields, pad bytes removed.
-
-    The text never holds a 0 byte, so ``rows[rows != 0]`` drops exactly the padding and leaves
-    the rows concatenated in order: ~50 ms for a million 100-byte rows.
-    """
-    widths = [len(p) if isinstance(p, bytes) else p.shape[1] for p in parts]
-    rows = np.empty((n, sum(widths)), dtype=np.uint8)
-    col = 0
-    for part, width in zip(parts, widths):
-        if isinstance(part, bytes):
-            rows[:, col:col + width] = np.frombuffer(part, dtype=np.uint8)
-        else:
-            rows[:, col:col + width] = part
-        col += width
-    return rows[rows != 0]
-
-
-class _Output:
-    """Ordered background output: optional gzip on a thread pool, writes on one thread.
-
-    zlib and file writes release the GIL, so they overlap with the formatting of the next
-    batch. The queue is bounded, so memory stays flat when the disk is the slowest stage.
-    """
-
-    _STOP = object()
-
-    def __init__(self, file, gzip_level: int | None):
-        self._file = file
-        self._level = gzip_level
-        self._error: BaseException | None = None
-        self._discard = False
-        if gzip_level is None:
-            self._pool = None
-            pending = 2
-        else:
-            workers = max(1, min(os.cpu_count() or 1, 16))
-            self._pool = ThreadPoolExecutor(max_workers=workers,
-                                            thread_name_prefix="graphml-gzip")
-            pending = 2 * workers
-        self._queue: queue.Queue = queue.Queue(maxsize=pending)
-        self._thread = threading.Thread(target=self._drain, name="graphml-write", daemon=True)
-        self._thread.start()
-
-    def write(self, data) -> None:
-        if self._error is not None:
-            raise self._error
-        view = memoryview(data).cast("B")
-        if self._pool is None:
-            self._queue.put(view)
-            return
-        for start in range(0, len(view), _GZIP_CHUNK):
-            chunk = view[start:start + _GZIP_CHUNK]
-            self._queue.put(self._pool.submit(zlib.compress, chunk, self._level, 31))
-
-    def _drain(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is self._STOP:
-                return
-            if self._error is not None or self._discard:
-                continue
-            try:
-                self._file.write(item.result() if isinstance(item, Future) else item)
-            except BaseException as exc:  # re-raised in the producer's thread
-                self._error = exc
-
-    def close(self, *, discard: bool = False) -> None:
-        self._discard = discard
-        self._queue.put(self._STOP)
-        self._thread.join()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=discard)
-        if self._error is not None and not discard:
-            raise self._error
+def _encode_strings(values: np.ndarray) -> Encoded:
+    return encode_strings(values, _xml_text)
 
 
 class GraphMLWriter:
@@ -323,14 +122,15 @@ class GraphMLWriter:
         self.path = Path(path)
         self.nodes_written = 0
         self.edges_written = 0
-        self._floats = _FloatText()
+        self._floats = FloatText()
+        self._text = TextBuilder()
         self._tmp = self.path.with_name(
             f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         self._file = open(self._tmp, "xb")
         self._closed = False
         try:
             level = GZIP_LEVEL if self.path.name.endswith(".gz") else None
-            self._out = _Output(self._file, level)
+            self._out = Output(self._file, level)
             self._out.write(_header(graph_attributes(graph_data)))
         except BaseException:
             self._file.close()
@@ -350,22 +150,24 @@ class GraphMLWriter:
         if n == 0:
             return
         self._check_open()
-        if isinstance(batch.activation, str):
-            activation = _xml_text(batch.activation)
-        else:
-            activation = _string_columns(batch.activation)
-        bias = np.broadcast_to(np.asarray(batch.bias), (n,))
-        parts = [
-            b'<node id="', _decimal_columns(batch.id),
-            b'"><data key="d0">' + _xml_text(batch.layer)
-            + b'</data><data key="d1">' + str(int(batch.layer_index)).encode()
-            + b'</data><data key="d2">', _decimal_columns(batch.index),
-            b'</data><data key="d3">' + _xml_text(batch.op)
-            + b'</data><data key="d4">', self._floats.columns(bias),
-            b'</data><data key="d5">', activation,
-            b"</data></node>\n",
-        ]
-        self._out.write(_assemble(parts, n))
+        same_for_all = isinstance(batch.activation, str)
+        activation = _xml_text(batch.activation) if same_for_all else None
+        bias = self._floats.encode(np.broadcast_to(np.asarray(batch.bias), (n,)))
+        activations = None if same_for_all else _encode_strings(batch.activation)
+        layer = (b'"><data key="d0">' + _xml_text(batch.layer)
+                 + b'</data><data key="d1">' + str(int(batch.layer_index)).encode()
+                 + b'</data><data key="d2">')
+        op = b'</data><data key="d3">' + _xml_text(batch.op) + b'</data><data key="d4">'
+        for rows in text_slices(n):
+            parts = [
+                b'<node id="', decimal_columns(batch.id[rows]),
+                layer, decimal_columns(batch.index[rows]),
+                op, bias.rows(rows),
+                b'</data><data key="d5">',
+                activation if same_for_all else activations.rows(rows),
+                b"</data></node>\n",
+            ]
+            self._out.write(self._text.build(parts, rows.stop - rows.start))
         self.nodes_written += n
 
     def write_edges(self, batch: EdgeBatch) -> None:
@@ -374,13 +176,15 @@ class GraphMLWriter:
         if n == 0:
             return
         self._check_open()
-        parts = [
-            b'<edge source="', _decimal_columns(batch.src),
-            b'" target="', _decimal_columns(batch.dst),
-            b'"><data key="d6">', self._floats.columns(batch.weight),
-            b"</data></edge>\n",
-        ]
-        self._out.write(_assemble(parts, n))
+        weights = self._floats.encode(batch.weight)
+        for rows in text_slices(n):
+            parts = [
+                b'<edge source="', decimal_columns(batch.src[rows]),
+                b'" target="', decimal_columns(batch.dst[rows]),
+                b'"><data key="d6">', weights.rows(rows),
+                b"</data></edge>\n",
+            ]
+            self._out.write(self._text.build(parts, rows.stop - rows.start))
         self.edges_written += n
 
     def close(self) -> Path:

@@ -1,0 +1,692 @@
+"""Neo4j -> NetworkX / GraphML: pull a loaded model (or part of it) back out of the database.
+
+What comes out follows the neuron-graph contract, exactly as :func:`loader.sinks.to_networkx`
+builds it from Keras: node keys are the neuron ids, node attributes ``layer``, ``layer_index``,
+``index``, ``op``, ``bias``, ``activation``, edge attribute ``weight``, graph attributes
+``name`` and ``layers`` (JSON, from ``Model.graph_data``). So a pulled graph can be executed
+(:func:`loader.forward.execute_networkx`) and compared with Keras.
+
+Selections, resolved in the database:
+
+* ``layers="FIRST:LAST"`` - every neuron of the layers FIRST..LAST (by name, inclusive), every
+  edge entering them, and the neurons outside the range that feed it (as sources), like
+  ``NeuronGraph(layers=...)``.
+* ``cone="LAYER:INDEX[:DEPTH]"`` - every neuron upstream of one neuron (within DEPTH hops),
+  and the edges entering the neurons less than DEPTH hops away, like ``NeuronGraph(cone=...)``.
+* ``cypher=`` - a ``.cypher`` file or statement text returning one row per edge with columns
+  ``src``, ``dst`` (neuron ids) and ``weight``; ``$model`` is the model name. The neurons at
+  both ends are fetched by id. The statement runs read-only (see :mod:`loader.queries`).
+
+Everything streams in bounded pages: neurons by id range, edges by ranges of their target
+neurons (a page is sized from the layer's mean in-degree to hold ~``PAGE_EDGES`` edges and comes
+back as one record of three lists, which the driver decodes far faster than one record per
+edge). Sizes are counted *before* any edge is pulled, and :func:`pull` refuses a selection
+above ``max_edges`` with the estimate and what to do instead.
+
+Examples
+--------
+>>> G = pull("vgg16_32", cone="block3_conv3:1000:2")
+>>> pull_to_graphml("vgg16_32", "block1.graphml.gz", layers="block1_conv1:block1_pool")
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import neo4j
+import networkx as nx
+import numpy as np
+
+from . import costs
+from .batches import EdgeBatch, NodeBatch
+from .errors import SelectionError, TooLargeError, WeightgraphError
+
+__all__ = ["ModelNotFound", "PullPlan", "loaded_models", "model_info", "plan_pull", "pull",
+           "pull_to_graphml", "iter_pull"]
+
+# Edges per page: one record of three lists. 200k edges is ~5 MB of PackStream; larger pages
+# gain nothing measurable (bench/bench_pull.py) and raise the peak memory of a pull.
+PAGE_EDGES = 200_000
+# Neurons per page (node pages and the id lists sent to the server in cone expansion).
+PAGE_NODES = 50_000
+# A layer range's sources outside the range are counted before pulling only up to this many
+# edges in the range (~10 s of server time); above, they are found while the edges stream.
+OUTSIDE_COUNT_EDGES = 20_000_000
+
+
+class ModelNotFound(WeightgraphError):
+    """No ``(:Model)`` of that name in Neo4j."""
+
+
+# ---------------------------------------------------------------------------- models
+def loaded_models(driver: neo4j.Driver, *, database: str | None = None) -> list[str]:
+    """Names of the models in the database, sorted."""
+    records, _, _ = driver.execute_query("MATCH (m:Model) RETURN m.name AS name ORDER BY name",
+                                         database_=database or _default_database(),
+                                         routing_=neo4j.RoutingControl.READ)
+    return [r["name"] for r in records]
+
+
+def model_info(driver: neo4j.Driver, name: str, *, database: str | None = None) -> dict:
+    """The ``(:Model)`` node of a loaded model with ``graph_data`` parsed.
+
+    Raises
+    ------
+    ModelNotFound
+        The message lists the loaded models.
+    """
+    records, _, _ = driver.execute_query(
+        "MATCH (m:Model {name: $name}) RETURN properties(m) AS m", name=name,
+        database_=database or _default_database(), routing_=neo4j.RoutingControl.READ)
+    if not records:
+        known = loaded_models(driver, database=database)
+        raise ModelNotFound(f"no model {name!r} in Neo4j; loaded models: "
+                            + (", ".join(known) if known else "(none; load one with "
+                               "`weightgraph load`)"))
+    props = dict(records[0]["m"])
+    raw = props.get("graph_data")
+    try:
+        props["graph_data"] = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError:
+        raise WeightgraphError(f"model {name!r}: Model.graph_data is not valid JSON") from None
+    if not props["graph_data"] or "layers" not in props["graph_data"]:
+        raise WeightgraphError(f"model {name!r} has no graph_data layers table; reload it")
+    return props
+
+
+# ---------------------------------------------------------------------------- plans
+@dataclass
+class PullPlan:
+    """What a pull will fetch, counted before any edge is pulled.
+
+    ``node_ranges`` are ``[lo, hi)`` id ranges, ``node_ids`` explicit ids (sorted); ``edge_pages``
+    are the units the edges are fetched in: ``("range", lo, hi)`` (edges entering ids lo..hi-1)
+    or ``("ids", array)`` (edges entering these ids) or ``("cypher", statement)``.
+    """
+
+    model: str
+    graph_data: dict
+    selection: str
+    n_nodes: int
+    n_edges: int
+    node_ranges: list[tuple[int, int]] = field(default_factory=list)
+    node_ids: np.ndarray | None = None
+    edge_pages: list[tuple] = field(default_factory=list)
+    # Layers mode: sources below this id are outside the range and are found while pulling.
+    outside_below: int | None = None
+    cypher_params: dict = field(default_factory=dict)
+    # False when n_nodes leaves out the outside sources of a layer range (not counted above
+    # OUTSIDE_COUNT_EDGES: counting them reads every edge of the range).
+    nodes_exact: bool = True
+
+    @property
+    def networkx_bytes(self) -> int:
+        return self.n_edges * costs.NX_BYTES_PER_EDGE + self.n_nodes * costs.NX_BYTES_PER_NODE
+
+
+def plan_pull(name: str, layers: str | None = None, cone: str | None = None,
+              cypher: str | os.PathLike | None = None, *, driver: neo4j.Driver | None = None,
+              params: dict | None = None, database: str | None = None,
+              allow_incomplete: bool = False, max_edges: int | None = None) -> PullPlan:
+    """Resolve a selection in the database and count its neurons and edges.
+
+    ``max_edges`` stops a cone expansion as soon as the cone is known to exceed it (the count
+    is then a lower bound and :class:`TooLargeError` is raised).
+    """
+    if sum(x is not None for x in (layers, cone, cypher)) > 1:
+        raise SelectionError("choose one of layers=, cone= or cypher=")
+    with _driver(driver) as drv:
+        db = database or _default_database()
+        info = model_info(drv, name, database=db)
+        state = info.get("state", "complete")
+        if state != "complete" and not allow_incomplete:
+            raise WeightgraphError(
+                f"model {name!r} is not completely loaded (state {state!r}): finish the load "
+                "(`weightgraph load` resumes it) or pass allow_incomplete=True")
+        gd = dict(info["graph_data"])
+        gd["name"] = name
+        model = _LayerTable(gd["layers"])
+        with _session(drv, db) as session:
+            if cypher is not None:
+                return _plan_cypher(session, drv, db, name, gd, cypher, params)
+            if cone is not None:
+                return _plan_cone(session, name, gd, model, cone, max_edges)
+            return _plan_layers(session, name, gd, model, layers, info)
+
+
+class _LayerTable:
+    """Layer lookups over ``graph_data['layers']``: neuron layers carry their id ``offset``."""
+
+    def __init__(self, layers: list[dict]):
+        self.layers = sorted(layers, key=lambda l: l["index"])
+        self.by_name = {l["name"]: l for l in self.layers}
+        self.neuron_layers = [l for l in self.layers if l.get("offset") is not None
+                              and l.get("neurons", 0) > 0]
+        self.by_index = {l["index"]: l for l in self.neuron_layers}
+
+    def get(self, name: str) -> dict:
+        try:
+            return self.by_name[name]
+        except KeyError:
+            names = ", ".join(l["name"] for l in self.layers)
+            raise SelectionError(f"no layer named {name!r}; layers: {names}") from None
+
+    def pages(self, layer: dict, lo: int | None = None, hi: int | None = None):
+        """``(lo, hi)`` id ranges of a layer, each holding about PAGE_EDGES incoming edges."""
+        lo = layer["offset"] if lo is None else lo
+        hi = layer["offset"] + layer["neurons"] if hi is None else hi
+        degree = max(1, math.ceil(layer.get("edges", 0) / max(1, layer["neurons"])))
+        step = max(1, PAGE_EDGES // degree)
+        return [(a, min(hi, a + step)) for a in range(lo, hi, step)]
+
+
+def _plan_layers(session, name, gd, model: _LayerTable, spec, info) -> PullPlan:
+    if spec is None:
+        chosen = model.neuron_layers
+        selection = "all"
+    else:
+        if spec.count(":") != 1:
+            raise SelectionError(f"layers wants FIRST:LAST, got {spec!r}")
+        first, last = (s.strip() for s in spec.split(":"))
+        lo = model.get(first)["index"] if first else 0
+        hi = model.get(last)["index"] if last else model.layers[-1]["index"]
+        if lo > hi:
+            raise SelectionError(f"layer {first!r} comes after {last!r}")
+        chosen = [l for l in model.neuron_layers if lo <= l["index"] <= hi]
+        if not chosen:
+            raise SelectionError(f"layers {spec!r} hold no neurons (only shape-only layers)")
+        selection = f"layers {spec}"
+    ranges = [(l["offset"], l["offset"] + l["neurons"]) for l in chosen]
+    edge_pages = [("range", a, b) for l in chosen if l.get("kind") != "input"
+                  for a, b in model.pages(l)]
+    first_id = ranges[0][0]
+    if info.get("selection", "all") in ("all", None):
+        # The database holds the whole graph: graph_data's counts are exact.
+        n_edges = sum(l.get("edges", 0) for l in chosen)
+        n_nodes = sum(l["neurons"] for l in chosen)
+    else:
+        n_nodes, n_edges = _count_ranges(session, name, ranges)
+    exact = not spec or first_id == 0 or n_edges <= OUTSIDE_COUNT_EDGES
+    if spec and exact:
+        n_nodes += _count_outside_sources(session, name, chosen, first_id)
+    return PullPlan(model=name, graph_data=gd, selection=selection, n_nodes=n_nodes,
+                    n_edges=n_edges, node_ranges=ranges, edge_pages=edge_pages,
+                    outside_below=first_id if spec else None, nodes_exact=exact)
+
+
+_COUNT_RANGE = """
+MATCH (n:Neuron) WHERE n.model = $model AND n.id >= $lo AND n.id < $hi
+RETURN count(n) AS nodes, sum(COUNT { (n)<-[:W]-() }) AS edges
+"""
+
+_OUTSIDE_SOURCES = """
+MATCH (n:Neuron) WHERE n.model = $model AND n.id >= $lo AND n.id < $hi
+MATCH (n)<-[:W]-(s) WHERE s.id < $first
+RETURN count(DISTINCT s) AS sources
+"""
+
+
+def _count_ranges(session, name, ranges) -> tuple[int, int]:
+    nodes = edges = 0
+    for lo, hi in ranges:
+        rec = session.run(_COUNT_RANGE, model=name, lo=lo, hi=hi).single()
+        nodes += rec["nodes"]
+        edges += rec["edges"] or 0
+    return nodes, edges
+
+
+def _count_outside_sources(session, name, chosen, first_id) -> int:
+    # graph_data does not say which layers read from below the range (the first one does, and
+    # so may a skip connection further in), so every edge of the range is looked at once.
+    lo = chosen[0]["offset"]
+    hi = chosen[-1]["offset"] + chosen[-1]["neurons"]
+    if lo == 0:
+        return 0
+    return session.run(_OUTSIDE_SOURCES, model=name, lo=lo, hi=hi, first=first_id
+                       ).single()["sources"]
+
+
+_EXPAND = """
+UNWIND $frontier AS f
+MATCH (n:Neuron {model: $model, id: f[0]})<-[:W]-(s)
+WITH s, min(f[1]) AS depth
+RETURN collect(s.id) AS ids, collect(depth) AS depths, collect(COUNT { (s)<-[:W]-() }) AS degrees
+"""
+
+_TARGET = """
+MATCH (n:Neuron {model: $model, id: $id})
+RETURN n.layer AS layer, n.index AS index, COUNT { (n)<-[:W]-() } AS degree
+"""
+
+
+def parse_cone(spec: str) -> tuple[str, int, int | None]:
+    m = re.fullmatch(r"(.+?):(\d+)(?::(\d+))?", spec.strip())
+    if not m:
+        raise SelectionError(f"cone wants LAYER:INDEX[:DEPTH], got {spec!r}")
+    return m.group(1), int(m.group(2)), None if m.group(3) is None else int(m.group(3))
+
+
+def _plan_cone(session, name, gd, model: _LayerTable, spec, max_edges) -> PullPlan:
+    """Upstream of one neuron, layer by layer (highest layer_index first).
+
+    A neuron's depth is 1 + the smallest depth of the neurons it feeds; every neuron it feeds
+    has a higher layer_index, so when a layer's turn comes its depths are final. Only neuron
+    ids and depths cross the wire, never edges; the edge count is the sum of the in-degrees
+    of the neurons that get expanded.
+    """
+    layer_name, index, max_depth = parse_cone(spec)
+    layer = model.get(layer_name)
+    if layer.get("offset") is None:
+        raise SelectionError(
+            f"{layer_name!r} is a shape-only layer ({layer.get('class_name')}): it has no "
+            "neurons of its own; name the layer that produces the value")
+    if index >= layer["neurons"]:
+        raise SelectionError(f"layer {layer_name!r} has {layer['neurons']} neurons; index "
+                             f"{index} is out of range")
+    top = layer["offset"] + index
+    rec = session.run(_TARGET, model=name, id=top).single()
+    if rec is None:
+        raise SelectionError(f"neuron {layer_name}:{index} (id {top}) is not in the database "
+                             "(was the model loaded with a selection?)")
+    unlimited = np.iinfo(np.int32).max
+    depth = {layer["index"]: np.full(layer["neurons"], unlimited, dtype=np.int32)}
+    degree = {layer["index"]: np.zeros(layer["neurons"], dtype=np.int64)}
+    depth[layer["index"]][index] = 0
+    degree[layer["index"]][index] = rec["degree"]
+    edges = 0
+    pages: list[tuple] = []
+    done: set[int] = set()
+    while len(done) < len(depth):
+        li = max(set(depth) - done)
+        done.add(li)
+        lay = model.by_index[li]
+        d = depth[li]
+        expand = d < (unlimited if max_depth is None else max_depth)
+        local = np.flatnonzero(expand)
+        if not len(local):
+            continue
+        edges += int(degree[li][local].sum())
+        if max_edges is not None and edges > max_edges:
+            raise _too_large(name, f"cone {spec}", edges, int(sum((x < unlimited).sum()
+                                                                  for x in depth.values())),
+                             max_edges, lower_bound=True)
+        if lay.get("kind") == "input":
+            continue
+        pages += _id_pages(local + lay["offset"], degree[li][local])
+        for a in range(0, len(local), PAGE_NODES):
+            part = local[a:a + PAGE_NODES]
+            frontier = np.stack([part + lay["offset"], d[part]], axis=1).tolist()
+            r = session.run(_EXPAND, model=name, frontier=frontier).single()
+            ids = np.asarray(r["ids"], dtype=np.int64)
+            if not len(ids):
+                continue
+            src_depth = np.asarray(r["depths"], dtype=np.int32) + 1
+            src_degree = np.asarray(r["degrees"], dtype=np.int64)
+            owners = _owner_layers(model, ids)
+            for owner in np.unique(owners):
+                sel = owners == owner
+                ol = model.by_index[int(owner)]
+                if ol["index"] not in depth:
+                    depth[ol["index"]] = np.full(ol["neurons"], unlimited, dtype=np.int32)
+                    degree[ol["index"]] = np.zeros(ol["neurons"], dtype=np.int64)
+                pos = ids[sel] - ol["offset"]
+                np.minimum.at(depth[ol["index"]], pos, src_depth[sel])
+                degree[ol["index"]][pos] = src_degree[sel]
+    node_ids = np.concatenate([np.flatnonzero(depth[li] < unlimited) + model.by_index[li]["offset"]
+                               for li in sorted(depth)])
+    return PullPlan(model=name, graph_data=gd, selection=f"cone {spec}", n_nodes=len(node_ids),
+                    n_edges=edges, node_ids=np.sort(node_ids), edge_pages=pages)
+
+
+def _owner_layers(model: _LayerTable, ids: np.ndarray) -> np.ndarray:
+    offsets = np.array([l["offset"] for l in model.neuron_layers], dtype=np.int64)
+    indexes = np.array([l["index"] for l in model.neuron_layers], dtype=np.int64)
+    order = np.argsort(offsets)
+    pos = np.searchsorted(offsets[order], ids, side="right") - 1
+    return indexes[order][pos]
+
+
+def _id_pages(ids: np.ndarray, degrees: np.ndarray) -> list[tuple]:
+    """Split target ids into pages of about PAGE_EDGES incoming edges."""
+    pages, start, total = [], 0, 0
+    for i, deg in enumerate(degrees.tolist()):
+        if total and total + deg > PAGE_EDGES:
+            pages.append(("ids", ids[start:i]))
+            start, total = i, 0
+        total += deg
+    if start < len(ids):
+        pages.append(("ids", ids[start:]))
+    return pages
+
+
+def _plan_cypher(session, driver, db, name, gd, cypher, params) -> PullPlan:
+    from .queries import bind_params, load_query, parse_query, read_only_check, statement_of
+
+    text = str(cypher)
+    is_file = text.endswith(".cypher") or (len(text) < 4096 and "\n" not in text
+                                           and Path(text).is_file())
+    query = load_query(text) if is_file else parse_query(text, name="cypher")
+    bound = bind_params(query, {"model": name, **(params or {})})
+    statement = statement_of(query.text)
+    read_only_check(driver, statement, bound, database=db, label=query.name)
+    columns = list(session.run("EXPLAIN " + statement, bound).keys())
+    missing = [c for c in ("src", "dst", "weight") if c not in columns]
+    if missing:
+        raise SelectionError(
+            f"the cypher selection must return one row per edge with columns src, dst, weight "
+            f"(neuron ids and the weight); it returns {', '.join(columns) or 'nothing'}. "
+            "Example: MATCH (s:Neuron {model: $model})-[w:W]->(t:Neuron {model: $model}) "
+            "WHERE t.layer = 'fc1' RETURN s.id AS src, t.id AS dst, w.weight AS weight")
+    rec = session.run(f"CALL {{\n{statement}\n}}\n"
+                      "RETURN count(*) AS edges, collect(DISTINCT src) AS srcs, "
+                      "collect(DISTINCT dst) AS dsts", bound).single()
+    node_ids = np.union1d(np.asarray(rec["srcs"], dtype=np.int64),
+                          np.asarray(rec["dsts"], dtype=np.int64))
+    return PullPlan(model=name, graph_data=gd, selection="cypher", n_nodes=len(node_ids),
+                    n_edges=rec["edges"], node_ids=node_ids,
+                    edge_pages=[("cypher", statement)], cypher_params=bound)
+
+
+# ---------------------------------------------------------------------------- streaming
+_NODES_RANGE = """
+MATCH (n:Neuron) WHERE n.model = $model AND n.id >= $lo AND n.id < $hi
+WITH n ORDER BY n.id
+RETURN n.layer_index AS layer_index, n.layer AS layer, n.op AS op, collect(n.id) AS ids,
+       collect(n.index) AS idx, collect(n.bias) AS bias, collect(n.activation) AS activation
+"""
+
+_NODES_IDS = """
+UNWIND $ids AS i
+MATCH (n:Neuron {model: $model, id: i})
+WITH n ORDER BY n.id
+RETURN n.layer_index AS layer_index, n.layer AS layer, n.op AS op, collect(n.id) AS ids,
+       collect(n.index) AS idx, collect(n.bias) AS bias, collect(n.activation) AS activation
+"""
+
+_EDGES_RANGE = """
+MATCH (n:Neuron) WHERE n.model = $model AND n.id >= $lo AND n.id < $hi
+MATCH (n)<-[w:W]-(s)
+RETURN collect(s.id) AS src, collect(n.id) AS dst, collect(w.weight) AS weight
+"""
+
+_EDGES_IDS = """
+UNWIND $ids AS i
+MATCH (n:Neuron {model: $model, id: i})<-[w:W]-(s)
+RETURN collect(s.id) AS src, collect(i) AS dst, collect(w.weight) AS weight
+"""
+
+
+def iter_pull(plan: PullPlan, *, driver: neo4j.Driver | None = None,
+              database: str | None = None) -> Iterator[NodeBatch | EdgeBatch]:
+    """The node and edge batches of a plan, in bounded pages: nodes, then edges, then (layers
+    selections) the neurons outside the range that feed it."""
+    with _driver(driver) as drv, _session(drv, database or _default_database()) as session:
+        # One read transaction: a consistent view, and no automatic retry that would hand a
+        # sink the same batch twice.
+        with session.begin_transaction() as tx:
+            name = plan.model
+            if plan.node_ids is not None:
+                for a in range(0, len(plan.node_ids), PAGE_NODES):
+                    yield from _node_batches(tx.run(_NODES_IDS, model=name,
+                                                    ids=plan.node_ids[a:a + PAGE_NODES].tolist()))
+            for lo, hi in plan.node_ranges:
+                for a in range(lo, hi, PAGE_NODES):
+                    yield from _node_batches(tx.run(_NODES_RANGE, model=name, lo=a,
+                                                    hi=min(hi, a + PAGE_NODES)))
+            outside: list[np.ndarray] = []
+            for page in plan.edge_pages:
+                if page[0] == "cypher":
+                    yield from _cypher_edges(tx, page[1], plan.cypher_params)
+                    continue
+                if page[0] == "range":
+                    rec = tx.run(_EDGES_RANGE, model=name, lo=page[1], hi=page[2]).single()
+                else:
+                    rec = tx.run(_EDGES_IDS, model=name, ids=page[1].tolist()).single()
+                batch = _edge_batch(rec["src"], rec["dst"], rec["weight"])
+                if not len(batch):
+                    continue
+                if plan.outside_below is not None:
+                    below = batch.src[batch.src < plan.outside_below]
+                    if len(below):
+                        outside.append(np.unique(below))
+                yield batch
+            if outside:
+                ids = np.unique(np.concatenate(outside))
+                for a in range(0, len(ids), PAGE_NODES):
+                    yield from _node_batches(tx.run(_NODES_IDS, model=name,
+                                                    ids=ids[a:a + PAGE_NODES].tolist()))
+
+
+def _node_batches(result) -> Iterator[NodeBatch]:
+    for rec in result:
+        ids = np.asarray(rec["ids"], dtype=np.int64)
+        if not len(ids):
+            continue
+        acts = rec["activation"]
+        activation = acts[0] if all(a == acts[0] for a in acts) else np.array(acts, dtype=object)
+        yield NodeBatch(id=ids, layer=rec["layer"], layer_index=int(rec["layer_index"]),
+                        index=np.asarray(rec["idx"], dtype=np.int64), op=rec["op"],
+                        bias=np.asarray(rec["bias"], dtype=np.float64), activation=activation)
+
+
+def _edge_batch(src, dst, weight) -> EdgeBatch:
+    # Weights are float32 values widened exactly (Neo4j stores float64): keep the float64 so
+    # the pulled graph holds exactly the value that was loaded.
+    return EdgeBatch(np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64),
+                     np.asarray(weight, dtype=np.float64), -1)
+
+
+def _cypher_edges(tx, statement, params, batch: int = PAGE_EDGES) -> Iterator[EdgeBatch]:
+    result = tx.run(statement, params)
+    src, dst, w = [], [], []
+    for rec in result:
+        src.append(rec["src"])
+        dst.append(rec["dst"])
+        w.append(rec["weight"])
+        if len(src) >= batch:
+            yield _edge_batch(src, dst, w)
+            src, dst, w = [], [], []
+    if src:
+        yield _edge_batch(src, dst, w)
+
+
+# ---------------------------------------------------------------------------- public
+def pull(name: str, layers: str | None = None, cone: str | None = None,
+         cypher: str | os.PathLike | None = None, *, driver: neo4j.Driver | None = None,
+         max_edges: int = 5_000_000, params: dict | None = None,
+         database: str | None = None, allow_incomplete: bool = False) -> nx.DiGraph:
+    """A loaded model, or a selection of it, as an ``nx.DiGraph`` (the contract's attributes).
+
+    Parameters
+    ----------
+    name : str
+        The model's name in Neo4j (``(:Model {name})``).
+    layers : str, optional
+        ``"FIRST:LAST"`` layer names, inclusive; the neurons feeding FIRST come along.
+    cone : str, optional
+        ``"LAYER:INDEX[:DEPTH]"``: upstream of one neuron, within DEPTH hops.
+    cypher : str or path, optional
+        A ``.cypher`` file or statement text returning ``src, dst, weight`` per edge
+        (``$model`` is set to ``name``; other parameters from ``params``).
+    driver : neo4j.Driver, optional
+        Defaults to :func:`loader.db.connect` (closed again afterwards).
+    max_edges : int
+        Refuse, after counting and before pulling any edge, a selection with more edges.
+    params : dict, optional
+        Parameters of the ``cypher`` statement.
+
+    Returns
+    -------
+    networkx.DiGraph
+
+    Raises
+    ------
+    ModelNotFound
+        Unknown model; the message lists the loaded ones.
+    loader.errors.TooLargeError
+        Over ``max_edges``: the message gives the count, the memory it would take, and what
+        to do instead.
+
+    Examples
+    --------
+    >>> G = pull("small", layers="conv1:pool")
+    >>> G.graph["name"], G.number_of_edges()
+    """
+    from .sinks.networkx import NetworkXSink
+
+    with _driver(driver) as drv:
+        plan = plan_pull(name, layers, cone, cypher, driver=drv, params=params,
+                         database=database, allow_incomplete=allow_incomplete,
+                         max_edges=max_edges)
+        if plan.n_edges > max_edges:
+            raise _too_large(name, plan.selection, plan.n_edges, plan.n_nodes, max_edges)
+        sink = NetworkXSink(plan.graph_data)
+        for batch in _prefetch(iter_pull(plan, driver=drv, database=database)):
+            sink.write(batch)
+        return sink.close()
+
+
+def pull_to_graphml(name: str, path: str | os.PathLike, layers: str | None = None,
+                    cone: str | None = None, cypher: str | os.PathLike | None = None, *,
+                    driver: neo4j.Driver | None = None, params: dict | None = None,
+                    database: str | None = None, allow_incomplete: bool = False,
+                    max_edges: int | None = None, progress: bool = False) -> dict:
+    """Stream a loaded model (or a selection) from Neo4j straight into a GraphML file.
+
+    No graph is built in memory: pages of nodes and edges go to
+    :class:`loader.sinks.graphml.GraphMLWriter` as they arrive. Neurons come first, then
+    edges; for a ``layers`` selection the neurons outside the range that feed it are found
+    while the edges stream and written after them (GraphML allows any order).
+
+    Returns
+    -------
+    dict
+        ``path``, ``nodes``, ``edges``, ``seconds``, ``edges_per_s``.
+
+    Examples
+    --------
+    >>> pull_to_graphml("vgg16_32", "cone.graphml.gz", cone="block3_conv3:1000")
+    """
+    from tqdm import tqdm
+
+    from .sinks.graphml import GraphMLWriter
+
+    start = time.perf_counter()
+    with _driver(driver) as drv:
+        plan = plan_pull(name, layers, cone, cypher, driver=drv, params=params,
+                         database=database, allow_incomplete=allow_incomplete,
+                         max_edges=max_edges)
+        if max_edges is not None and plan.n_edges > max_edges:
+            raise _too_large(name, plan.selection, plan.n_edges, plan.n_nodes, max_edges)
+        with GraphMLWriter(path, plan.graph_data) as writer, tqdm(
+                total=plan.n_edges, unit="edge", unit_scale=True, disable=not progress,
+                desc=f"GraphML {Path(path).name}") as bar:
+            for batch in _prefetch(iter_pull(plan, driver=drv, database=database)):
+                writer.write(batch)
+                if isinstance(batch, EdgeBatch):
+                    bar.update(len(batch))
+            nodes, edges = writer.nodes_written, writer.edges_written
+    seconds = time.perf_counter() - start
+    return {"path": str(path), "nodes": nodes, "edges": edges, "seconds": seconds,
+            "edges_per_s": edges / seconds if seconds > 0 else float("inf")}
+
+
+# ---------------------------------------------------------------------------- helpers
+def _prefetch(batches: Iterator, depth: int = 2) -> Iterator:
+    """Run ``batches`` on a background thread, ``depth`` batches ahead of the consumer.
+
+    The server's work and the socket reads (which release the GIL) then overlap with the
+    consumer's (NetworkX inserts ~400k edges/s, the slowest stage of a pull). The queue is
+    bounded, so memory stays at ``depth`` pages; an exception is re-raised in the consumer.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in batches:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=produce, name="weightgraph-pull", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        # Closing the generator ends its read transaction and session now, not at GC time.
+        if not thread.is_alive() and hasattr(batches, "close"):
+            batches.close()
+
+
+def _too_large(name, selection, n_edges, n_nodes, max_edges, lower_bound=False) -> TooLargeError:
+    from .sinks.networkx import _human_bytes
+
+    need = n_edges * costs.NX_BYTES_PER_EDGE + n_nodes * costs.NX_BYTES_PER_NODE
+    what = "at least " if lower_bound else ""
+    return TooLargeError(
+        f"{name} ({selection}): {what}{n_edges:,} edges and {n_nodes:,} neurons would take "
+        f"{what}about {_human_bytes(need)} as a NetworkX DiGraph, over max_edges={max_edges:,}. "
+        "Pull less (a shorter --layers range, a --cone with a DEPTH, a --cypher selection), "
+        "raise max_edges if you have the memory, or stream it to a file instead: "
+        f"`weightgraph pull --name {name} ... -o FILE.graphml.gz` (pull_to_graphml) has no "
+        "size limit.")
+
+
+class _driver:
+    """Use the given driver, or open one (and close it on exit)."""
+
+    def __init__(self, driver):
+        self.given = driver
+        self.own = None
+
+    def __enter__(self) -> neo4j.Driver:
+        if self.given is not None:
+            return self.given
+        from .db import connect
+
+        self.own = connect()
+        return self.own
+
+    def __exit__(self, *exc):
+        if self.own is not None:
+            self.own.close()
+
+
+def _session(driver: neo4j.Driver, database: str):
+    return driver.session(database=database, default_access_mode=neo4j.READ_ACCESS,
+                          fetch_size=10_000,
+                          notifications_min_severity=neo4j.NotificationMinimumSeverity.OFF)
+
+
+def _default_database() -> str:
+    from .config import Settings
+
+    return Settings().neo4j_database

@@ -1,0 +1,229 @@
+"""``weightgraph query``, ``pull`` and ``analyze``: thin click commands over
+:mod:`loader.queries`, :mod:`loader.bridge` and :mod:`loader.analyze`.
+
+They are plain ``@click.command()`` functions; ``loader.cli`` registers them on the
+``weightgraph`` group (``main.add_command(query)``), whose error handling prints a
+:class:`~loader.errors.WeightgraphError` as one line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+
+import click
+
+from .errors import WeightgraphError
+
+__all__ = ["query", "pull", "analyze"]
+
+
+def _driver():
+    from .db import connect
+
+    return connect()
+
+
+def _shape(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        shape = tuple(int(v) for v in value.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"want H,W,C (e.g. 32,32,3), got {value!r}") from None
+    if not shape or any(s <= 0 for s in shape):
+        raise click.BadParameter(f"want positive sizes, got {value!r}")
+    return shape
+
+
+# ---------------------------------------------------------------------------- query
+def _format_table(columns, rows) -> str:
+    def text(v):
+        if isinstance(v, float):
+            return f"{v:.6g}"
+        if isinstance(v, (dict, list)):
+            return json.dumps(v, default=str)
+        return "" if v is None else str(v)
+
+    cells = [[text(v) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.rjust(w) if _numeric(v) else v.ljust(w)
+                        for v, w in zip(r, widths)).rstrip() for r in cells]
+    lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return "\n".join(lines)
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+@click.command()
+@click.argument("name_or_file", required=False)
+@click.option("--model", "-m", help="model name in Neo4j (the query's $model)")
+@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
+              help="query parameter; repeatable. Types follow the query header (int, float, "
+                   "bool, JSON list); undeclared ones are inferred. Values are data, never Cypher.")
+@click.option("--format", "-f", "fmt", type=click.Choice(["table", "json", "csv"]),
+              default="table", show_default=True)
+@click.option("--list", "list_", is_flag=True, help="list the named queries and their parameters")
+@click.option("--timeout", type=float, help="seconds before the server stops the query")
+@click.option("--statement", is_flag=True,
+              help="run the Cypher statement even where the query names a Python procedure "
+                   "(receptive_field)")
+def query(name_or_file, model, params, fmt, list_, timeout, statement):
+    """Run a named, read-only Cypher query from queries/ (or a .cypher file) on a loaded model.
+
+    A query that would write is refused before it runs and the database stays unchanged.
+
+    \b
+    Example:
+      weightgraph query --list
+      weightgraph query top_inputs --model vgg16_32 -p layer=block3_conv3 -p index=1000 -p k=5
+      weightgraph query receptive_field -m vgg16_32 -p layer=block3_conv3 -p index=1000 -f csv
+    """
+    from .queries import list_queries, load_query, parse_params, run_query
+
+    if list_:
+        for q in list_queries():
+            ps = ", ".join(f"${p.name} ({p.type}"
+                           + ("" if p.required else f", default {json.dumps(p.default)}") + ")"
+                           for p in q.params)
+            click.echo(f"{q.name}: {q.description}")
+            click.echo(f"    params: {ps or '-'}")
+            click.echo(f"    returns: {', '.join(q.returns) or '-'}")
+        return
+    if not name_or_file:
+        raise click.UsageError("name a query (see `weightgraph query --list`) or a .cypher file")
+    q = load_query(name_or_file)
+    values = parse_params(params, q)
+    if model is not None:
+        values["model"] = model
+    driver = _driver()
+    try:
+        result = run_query(driver, q, values, timeout=timeout, procedure=not statement)
+    finally:
+        driver.close()
+    if fmt == "json":
+        click.echo(json.dumps(result.records(), indent=2, default=str))
+    elif fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(result.columns)
+        writer.writerows(result.rows)
+        click.echo(buf.getvalue(), nl=False)
+    else:
+        click.echo(_format_table(result.columns, result.rows))
+
+
+# ---------------------------------------------------------------------------- pull
+@click.command()
+@click.option("--name", "-n", required=True, help="model name in Neo4j")
+@click.option("--layers", "layer_range", metavar="FIRST:LAST",
+              help="inclusive layer range; the neurons feeding FIRST come along as sources")
+@click.option("--cone", metavar="LAYER:INDEX[:DEPTH]", help="everything upstream of one neuron")
+@click.option("--cypher", metavar="FILE_OR_TEXT",
+              help="a .cypher file (or statement) returning src, dst, weight per edge; $model "
+                   "is the model name")
+@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
+              help="parameter of the --cypher statement; repeatable")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="FILE.graphml or FILE.graphml.gz")
+@click.option("--max-edges", type=int, help="refuse selections with more edges (default: none)")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def pull(name, layer_range, cone, cypher, params, output, max_edges, quiet):
+    """Stream a loaded model (or a selection of it) from Neo4j into a GraphML file.
+
+    Nothing is built in memory; sizes are counted in the database first.
+
+    \b
+    Example:
+      weightgraph pull --name vgg16_32 --cone block3_conv3:1000:3 -o cone.graphml.gz
+      weightgraph pull --name small --layers conv1:pool -o block.graphml
+    """
+    from .bridge import pull_to_graphml
+    from .queries import parse_params
+
+    if not (output.endswith(".graphml") or output.endswith(".graphml.gz")):
+        raise WeightgraphError(f"output must end in .graphml or .graphml.gz: {output}")
+    if sum(x is not None for x in (layer_range, cone, cypher)) > 1:
+        raise click.UsageError("choose one of --layers, --cone or --cypher")
+    if params and cypher is None:
+        raise click.UsageError("--param only applies to --cypher")
+    driver = _driver()
+    try:
+        stats = pull_to_graphml(name, output, layers=layer_range, cone=cone, cypher=cypher,
+                                driver=driver, params=parse_params(params),
+                                max_edges=max_edges, progress=not quiet and sys.stderr.isatty())
+    finally:
+        driver.close()
+    click.echo(f"wrote {output}: {stats['nodes']:,} nodes, {stats['edges']:,} edges in "
+               f"{stats['seconds']:.1f} s ({stats['edges_per_s']:,.0f} edges/s)")
+
+
+# ---------------------------------------------------------------------------- analyze
+@click.command()
+@click.argument("model", required=False)
+@click.option("--name", "-n", help="analyse a model loaded in Neo4j instead of a Keras model")
+@click.option("--weights", default="default", show_default=True,
+              help="imagenet (default for application names), none (random), or a weights file")
+@click.option("--input-shape", callback=_shape, help="input shape H,W,C (application names)")
+@click.option("--no-top", is_flag=True, help="application names: leave out the classifier")
+@click.option("--neuron", required=True, metavar="LAYER:INDEX",
+              help="the neuron whose receptive field is mapped")
+@click.option("--subgraph", metavar="layers=A:B | cone=L:I[:D]",
+              help="where the NetworkX metrics run (default: the neuron's cone, depth 2)")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="directory for the report and its PNG plots")
+@click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md",
+              show_default=True)
+@click.option("--metrics", default="pagerank,betweenness,communities", show_default=True,
+              help="comma-separated; empty for none")
+@click.option("--max-cost", type=float, default=60.0, show_default=True,
+              help="refuse when the metrics are estimated to take longer (seconds)")
+@click.option("--max-edges", type=int, default=5_000_000, show_default=True,
+              help="edge limit of the metrics subgraph")
+def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir, fmt, metrics,
+            max_cost, max_edges):
+    """Write an analysis report (Markdown or HTML, with PNG plots) of a neuron graph.
+
+    Weight histograms, degree and strength distributions per layer, the receptive-field map
+    of --neuron, and PageRank / betweenness / communities on --subgraph, with their cost
+    estimated and checked before running.
+
+    \b
+    Example:
+      weightgraph analyze vgg16 --weights none --input-shape 32,32,3 \\
+          --neuron block3_conv3:1000 --subgraph cone=block3_conv3:1000:2 -o report/
+      weightgraph analyze --name vgg16_32 --neuron block3_conv3:1000 -o report/ --format html
+    """
+    from .analyze import analyze as run_analysis
+
+    if (model is None) == (name is None):
+        raise click.UsageError("give either MODEL (a Keras file or application name) or "
+                               "--name (a model loaded in Neo4j)")
+    chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
+    driver = None
+    if name is not None:
+        source = name
+        driver = _driver()
+    else:
+        from .graph import NeuronGraph
+
+        source = NeuronGraph.from_model(model, weights=weights, input_shape=input_shape,
+                                        include_top=not no_top)
+    try:
+        path = run_analysis(source, out_dir, neuron=neuron, subgraph=subgraph, fmt=fmt,
+                            metrics=chosen, max_cost=max_cost, max_edges=max_edges,
+                            driver=driver)
+    finally:
+        if driver is not None:
+            driver.close()
+    click.echo(f"wrote {path}")

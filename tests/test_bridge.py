@@ -1,0 +1,175 @@
+"""Neo4j -> NetworkX / GraphML (loader.bridge) against the real Neo4j server.
+
+The oracle: a whole model pulled back from Neo4j executes exactly like Keras, and every
+selection pulled from the database equals the same selection enumerated from Keras
+(``NeuronGraph(layers=/cone=)`` through ``to_networkx``), node, edge and attribute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from loader.bridge import ModelNotFound, plan_pull, pull, pull_to_graphml
+from loader.errors import SelectionError, TooLargeError
+from loader.forward import execute_networkx
+from loader.graph import NeuronGraph
+from loader.keras_model import layer_outputs, walk
+from loader.queries import WriteQueryRefused
+from loader.sinks.networkx import to_networkx
+from test_queries import delete_model, load_into_neo4j, small_model
+
+pytestmark = pytest.mark.neo4j
+
+
+@pytest.fixture(scope="module")
+def driver():
+    from loader.db import connect
+
+    d = connect()  # fails (never skips) when Neo4j is unreachable
+    yield d
+    d.close()
+
+
+@pytest.fixture(scope="module")
+def loaded(driver):
+    model = small_model()
+    name = f"test_q_bridge_{os.getpid()}"
+    load_into_neo4j(driver, NeuronGraph.from_model(model), name)
+    yield name, model
+    delete_model(driver, name)
+
+
+def assert_same_graph(got: nx.DiGraph, want: nx.DiGraph):
+    assert dict(got.nodes(data=True)) == dict(want.nodes(data=True))
+    assert set(got.edges) == set(want.edges)
+    for u, v, w in want.edges(data="weight"):
+        assert got.edges[u, v]["weight"] == w  # exact: float32 widened, stored as float64
+    assert got.graph["name"] == want.graph["name"]
+    assert json.loads(got.graph["layers"]) == json.loads(want.graph["layers"])
+
+
+def reference(model, name, **selection):
+    return to_networkx(NeuronGraph.from_model(model, name=name, **selection))
+
+
+def test_whole_model_round_trip_executes_like_keras(driver, loaded):
+    name, model = loaded
+    G = pull(name, driver=driver)
+    x = np.random.default_rng(1).normal(size=(3, 6, 6, 2)).astype("float32")
+    ours = execute_networkx(G, x)
+    theirs = layer_outputs(walk(model), x)
+    for layer in ("conv1", "pool", "conv2", "add", "dense"):
+        scale = max(float(np.abs(theirs[layer]).max()), 1e-6)
+        assert float(np.abs(ours[layer] - theirs[layer]).max()) / scale <= 1e-4, layer
+    final = np.asarray(model(x))
+    assert np.allclose(ours["dense"], final, rtol=1e-4, atol=1e-5)
+
+
+def test_whole_model_pull_equals_to_networkx(driver, loaded):
+    name, model = loaded
+    assert_same_graph(pull(name, driver=driver), reference(model, name))
+
+
+@pytest.mark.parametrize("spec", ["conv2:dense", "pool:add", "conv1:conv1", "add:dense",
+                                  ":pool", "image:image", "flatten:dense"])
+def test_layers_pull_equals_neurongraph_selection(driver, loaded, spec):
+    name, model = loaded
+    G = pull(name, layers=spec, driver=driver)
+    assert_same_graph(G, reference(model, name, layers=spec))
+
+
+@pytest.mark.parametrize("spec", ["dense:1", "add:5", "add:5:1", "add:5:2", "conv2:7:3",
+                                  "pool:2", "image:4", "dense:0:0", "conv1:0"])
+def test_cone_pull_equals_neurongraph_selection(driver, loaded, spec):
+    name, model = loaded
+    plan = plan_pull(name, cone=spec, driver=driver)
+    want = reference(model, name, cone=spec)
+    assert (plan.n_nodes, plan.n_edges) == (want.number_of_nodes(), want.number_of_edges())
+    assert_same_graph(pull(name, cone=spec, driver=driver), want)
+
+
+def test_cypher_pull_takes_edges_and_fetches_their_neurons(driver, loaded, tmp_path):
+    name, model = loaded
+    path = tmp_path / "into_dense.cypher"
+    path.write_text(
+        "// name: into_layer\n// params: $model (string), $layer (string)\n"
+        "// returns: src, dst, weight\n"
+        "MATCH (s:Neuron {model: $model})-[w:W]->(t:Neuron {model: $model})\n"
+        "WHERE t.layer = $layer\nRETURN s.id AS src, t.id AS dst, w.weight AS weight\n")
+    G = pull(name, cypher=str(path), params={"layer": "dense"}, driver=driver)
+    R = reference(model, name)
+    dense = [n for n, a in R.nodes(data=True) if a["layer"] == "dense"]
+    want = R.edge_subgraph([(s, t) for t in dense for s in R.predecessors(t)])
+    assert dict(G.nodes(data=True)) == dict(want.nodes(data=True))
+    assert {(u, v, w) for u, v, w in G.edges(data="weight")} == \
+        {(u, v, w) for u, v, w in want.edges(data="weight")}
+
+
+def test_cypher_pull_must_return_src_dst_weight(driver, loaded):
+    with pytest.raises(SelectionError, match="src, dst, weight"):
+        pull(loaded[0], cypher="MATCH (n:Neuron {model: $model}) RETURN n.id AS id",
+             driver=driver)
+
+
+def test_cypher_pull_refuses_a_write(driver, loaded):
+    with pytest.raises(WriteQueryRefused):
+        pull(loaded[0], cypher="MATCH (n:Neuron {model: $model}) SET n.bias = 0 "
+                               "RETURN n.id AS src, n.id AS dst, 1.0 AS weight", driver=driver)
+    assert pull(loaded[0], layers="conv1:conv1", driver=driver).number_of_edges() == 1536
+
+
+def test_pull_refuses_above_the_limit_before_pulling(driver, loaded):
+    name, _ = loaded
+    with pytest.raises(TooLargeError) as exc:
+        pull(name, driver=driver, max_edges=2000)
+    message = str(exc.value)
+    assert "2,247 edges" in message and "265 neurons" in message and "graphml" in message.lower()
+    with pytest.raises(TooLargeError, match="at least"):
+        pull(name, cone="dense:0", driver=driver, max_edges=200)
+    with pytest.raises(TooLargeError):
+        pull(name, layers="conv1:pool", driver=driver, max_edges=1000)
+    # at the limit it pulls
+    assert pull(name, driver=driver, max_edges=2247).number_of_edges() == 2247
+
+
+def test_unknown_model_lists_the_loaded_ones(driver, loaded):
+    with pytest.raises(ModelNotFound, match=loaded[0]):
+        pull("no_such_model_here", driver=driver)
+
+
+@pytest.mark.parametrize("selection", [{"cone": "flatten:3"}, {"layers": "nope:dense"},
+                                       {"cone": "dense:4"}, {"layers": "dense:conv1"}])
+def test_bad_selections_are_clear_errors(driver, loaded, selection):
+    with pytest.raises(SelectionError):
+        pull(loaded[0], driver=driver, **selection)
+
+
+@pytest.mark.parametrize("selection", [{}, {"layers": "pool:dense"}, {"cone": "add:5:2"}])
+def test_pull_to_graphml_streams_the_same_graph(driver, loaded, selection, tmp_path):
+    name, model = loaded
+    path = tmp_path / "pulled.graphml.gz"
+    stats = pull_to_graphml(name, path, driver=driver, **selection)
+    got = nx.read_graphml(path, node_type=int)
+    want = reference(model, name, **selection)
+    assert (stats["nodes"], stats["edges"]) == (want.number_of_nodes(), want.number_of_edges())
+    assert_same_graph(got, want)
+
+
+def test_cli_pull_writes_graphml(driver, loaded, tmp_path):
+    from click.testing import CliRunner
+
+    from loader.cli_analysis import pull as pull_command
+
+    name, model = loaded
+    out = tmp_path / "cone.graphml"
+    result = CliRunner().invoke(pull_command, ["--name", name, "--cone", "dense:1", "-o",
+                                               str(out)])
+    assert result.exit_code == 0, result.output
+    assert_same_graph(nx.read_graphml(out, node_type=int),
+                      reference(model, name, cone="dense:1"))
+    assert pull_command.help.rstrip().splitlines()[-1].strip().startswith("weightgraph pull")
