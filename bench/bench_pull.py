@@ -3,7 +3,7 @@ latency of the receptive_field query.
 
 1. Pull: the same selection of a loaded model (default: the depth-2 cone of VGG16@32x32
    block3_conv3:1000, ~5.3M edges) is pulled twice into an ``nx.DiGraph``:
-   * ours: ``pull()`` end to end (counting included) - pages of ~200k edges, each one record
+   * ours: ``pull()`` end to end (counting included) - pages of ~100k edges, each one record
      of three lists, fetched on a background thread while NetworkX inserts the previous one;
    * baseline: one ``session.run`` returning one record per edge (and per neuron), each added
      with ``G.add_edge`` / ``G.add_node`` - the obvious way to do it with the driver.

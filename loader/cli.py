@@ -295,5 +295,14 @@ def delete_command(name):
     click.echo(f"deleted {name}: {n:,} nodes and relationships")
 
 
+def _register_analysis_commands():
+    from .cli_analysis import analyze, pull, query
+
+    for command in (query, pull, analyze):
+        main.add_command(command)
+
+
+_register_analysis_commands()
+
 if __name__ == "__main__":
     main()

@@ -36,10 +36,9 @@ def connect(settings: Settings | None = None) -> neo4j.Driver:
             connection_timeout=10, max_connection_lifetime=3600,
             # Retry transient failures (a restarting server, lock timeouts) for a minute.
             max_transaction_retry_time=60,
-            # The online loader matches nodes by id(), deprecated in Cypher 25 but the fastest
-            # seek in 5.26 (see loader.load); its notice on every batch is noise.
-            notifications_disabled_classifications=[
-                neo4j.NotificationDisabledClassification.DEPRECATION])
+            # Server notices (the online loader's id() seek is deprecated in Cypher 25 but is the
+            # fastest in 5.26, see loader.load; a label not created yet) are noise to users.
+            notifications_min_severity="OFF")
     except ValueError as exc:
         raise Neo4jUnavailable(f"bad NEO4J_URI {s.neo4j_uri!r}: {exc}") from None
     try:

@@ -112,8 +112,16 @@ class QueryResult(BaseModel):
 
 # ---------------------------------------------------------------------------- files
 def queries_dir() -> Path:
-    """Where named queries live: ``$WEIGHTGRAPH_QUERIES_DIR`` or the repository's ``queries/``."""
-    return Path(os.environ.get("WEIGHTGRAPH_QUERIES_DIR") or _DEFAULT_DIR)
+    """Where named queries live: ``$WEIGHTGRAPH_QUERIES_DIR``, the repository's ``queries/``,
+    or (installed) the copy packaged as ``loader.named_queries``."""
+    if os.environ.get("WEIGHTGRAPH_QUERIES_DIR"):
+        return Path(os.environ["WEIGHTGRAPH_QUERIES_DIR"])
+    if _DEFAULT_DIR.is_dir():  # a checkout (editable install)
+        return _DEFAULT_DIR
+    # Installed: pyproject.toml packages queries/ as loader.named_queries.
+    from importlib.resources import files
+
+    return Path(str(files("loader.named_queries")))
 
 
 def list_queries(directory: str | os.PathLike | None = None) -> list[NamedQuery]:

@@ -2,8 +2,8 @@
 
 - ``(:Model {name})`` unique: the graph-level data, plan, load mode, state and progress.
 - ``(:Neuron {model, id})`` unique: several models share one database.
-- A range index on ``(model, layer_index, index)``: per-layer scans (verify, queries) and
-  "neuron by layer and index" lookups.
+- Range indexes on ``(model, layer_index, index)`` (per-layer scans: verify, queries) and
+  ``(model, layer, index)`` (a neuron by layer name and index: the named queries).
 - ``(:LoadBatch {model, key})`` unique: one node per committed batch, written in the batch's own
   transaction, so a replayed batch fails on the constraint instead of duplicating edges.
 """
@@ -17,6 +17,9 @@ STATEMENTS = [
     "CREATE CONSTRAINT load_batch_key IF NOT EXISTS "
     "FOR (b:LoadBatch) REQUIRE (b.model, b.key) IS UNIQUE",
     "CREATE INDEX neuron_layer IF NOT EXISTS FOR (n:Neuron) ON (n.model, n.layer_index, n.index)",
+    # Named queries address neurons by layer *name* and index (230 ms -> 20 ms per lookup
+    # measured with ~440k neurons in the database; a label scan grows with the database).
+    "CREATE INDEX neuron_layer_name IF NOT EXISTS FOR (n:Neuron) ON (n.model, n.layer, n.index)",
 ]
 
 

@@ -30,15 +30,6 @@ def graph():
 
 
 @pytest.fixture(scope="module")
-def driver():
-    from loader.db import connect
-
-    d = connect()  # fails (never skips) when Neo4j is unreachable
-    yield d
-    d.close()
-
-
-@pytest.fixture(scope="module")
 def loaded(driver, graph):
     name = f"test_q_analyze_{os.getpid()}"
     load_into_neo4j(driver, graph, name)
@@ -104,11 +95,16 @@ def test_receptive_field_map_counts_paths_like_networkx(driver, graph, loaded, n
         assert np.array_equal(got["image"], want), src
 
 
-def test_sampled_statistics_say_so(graph, tmp_path):
-    report = analyze(graph, tmp_path, neuron="add:4", metrics=(), sample_edges=400)
+@pytest.mark.parametrize("source", ["graph", "neo4j"])
+def test_big_layers_are_sampled_and_the_report_says_so(request, driver, graph, source, tmp_path):
+    src = graph if source == "graph" else request.getfixturevalue("loaded")
+    report = analyze(src, tmp_path, neuron="add:4", metrics=(), sample_edges=400, driver=driver)
     text = report.read_text()
-    assert re.search(r"\| conv1 \| \d[\d,]* \| (?!100%)\d+% \|", text)
-    assert "Out-degree and out-strength are left out" in text
+    sampled = re.search(r"\| conv1 \| (\d[\d,]*) \| (\d+)% \|", text)
+    assert sampled and int(sampled.group(2)) < 100
+    assert 0 < int(sampled.group(1).replace(",", "")) < 1536
+    assert re.search(r"\| pool \| 108 \| 100% \|", text)  # small layers stay whole
+    assert ("left out" if source == "graph" else "hashed sample") in text
     assert_png_with_content(tmp_path / "weights.png")
 
 

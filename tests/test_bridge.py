@@ -27,15 +27,6 @@ pytestmark = pytest.mark.neo4j
 
 
 @pytest.fixture(scope="module")
-def driver():
-    from loader.db import connect
-
-    d = connect()  # fails (never skips) when Neo4j is unreachable
-    yield d
-    d.close()
-
-
-@pytest.fixture(scope="module")
 def loaded(driver):
     model = small_model()
     name = f"test_q_bridge_{os.getpid()}"

@@ -4,8 +4,8 @@ Every query's answer is checked against the same graph built independently from 
 (``to_networkx``) and computed with NetworkX / numpy. Writes are refused and leave the
 database unchanged; parameter values are data, never Cypher.
 
-Needs the server of ``scripts/neo4j-local start`` (or docker compose): without it these tests
-fail, they never skip.
+Needs the server of ``scripts/neo4j-local start`` (or docker compose): the ``driver`` fixture
+(conftest.py) fails without it; these tests never skip.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import pytest
 from click.testing import CliRunner
 from keras import layers
 
-from loader.db import connect
 from loader.graph import NeuronGraph
 from loader.queries import (MissingParameters, QueryNotFound, WriteQueryRefused, _run_read,
                             list_queries, load_query, parse_params, parse_query, run_query)
@@ -62,13 +61,6 @@ def delete_model(driver, name: str) -> None:
     from loader.load import delete_model as delete
 
     delete(driver, name)
-
-
-@pytest.fixture(scope="module")
-def driver():
-    d = connect()  # raises (the test fails) when Neo4j is unreachable: CI starts it
-    yield d
-    d.close()
 
 
 @pytest.fixture(scope="module")
