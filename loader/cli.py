@@ -295,6 +295,25 @@ def delete_command(name):
     click.echo(f"deleted {name}: {n:,} nodes and relationships")
 
 
+@main.command()
+@click.option("--out", default="out", show_default=True, type=click.Path(file_okay=False),
+              help="where the GraphML file and the report go")
+@click.option("--weights", default="none", show_default=True,
+              help="none (random, offline) or imagenet (downloaded by Keras)")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def demo(out, weights, quiet):
+    """End to end: plan VGG16, load a cone of it into Neo4j, verify, run named queries,
+    export GraphML from Neo4j and write an analysis report; then say where to look.
+
+    \b
+    Example:
+      weightgraph demo --out out
+    """
+    from .demo import run_demo
+
+    run_demo(out, weights=weights, progress=not quiet)
+
+
 def _register_analysis_commands():
     from .cli_analysis import analyze, pull, query
 
