@@ -137,22 +137,50 @@ def model_exists(driver, name, database=None) -> dict | None:
 
 def delete_model(driver, name: str, database: str | None = None, *, chunk: int = 50_000,
                  progress: bool = False) -> int:
-    """Delete a model's graph in bounded transactions (relationships first: a node with
-    thousands of relationships would make a DETACH DELETE transaction unbounded)."""
+    """Delete a model's graph in bounded transactions; returns what was deleted.
+
+    Relationships go first, ``chunk`` at a time, walking the neurons in id order from a cursor
+    (the (model, id) index provides the order, so each transaction reads only what it deletes).
+    ``CALL {...} IN TRANSACTIONS`` over a MATCH of the relationships is *not* bounded: the
+    planner makes the MATCH eager before deleting what it matched, and 55M relationships
+    exceeded the 2.8 GiB transaction memory pool.
+    """
+    rel_step = """
+    MATCH (n:Neuron {model: $name}) WHERE n.id >= $cursor
+    WITH n ORDER BY n.id
+    MATCH (n)-[r:W]->()
+    WITH n, r LIMIT $chunk
+    DELETE r
+    RETURN max(n.id) AS last, count(r) AS deleted
+    """
+    node_step = """
+    MATCH (n:Neuron {model: $name}) WITH n LIMIT $chunk
+    DETACH DELETE n
+    RETURN count(*) AS deleted
+    """
+    batch_step = """
+    MATCH (b:LoadBatch {model: $name}) WITH b LIMIT $chunk
+    DELETE b
+    RETURN count(*) AS deleted
+    """
     deleted = 0
     with driver.session(database=database) as s:
-        statements = [
-            "MATCH (:Neuron {model: $name})-[r:W]->() CALL (r) { DELETE r } "
-            f"IN TRANSACTIONS OF {chunk} ROWS",
-            "MATCH (n:Neuron {model: $name}) CALL (n) { DETACH DELETE n } "
-            f"IN TRANSACTIONS OF {chunk} ROWS",
-            "MATCH (b:LoadBatch {model: $name}) CALL (b) { DELETE b } "
-            f"IN TRANSACTIONS OF {chunk} ROWS",
-            "MATCH (m:Model {name: $name}) DETACH DELETE m",
-        ]
-        for statement in statements:
-            summary = s.run(statement, name=name).consume()
-            deleted += summary.counters.nodes_deleted + summary.counters.relationships_deleted
+        cursor = 0
+        while True:
+            rec = s.execute_write(lambda tx: tx.run(rel_step, name=name, cursor=cursor,
+                                                    chunk=chunk).single())
+            if not rec["deleted"]:
+                break
+            deleted += rec["deleted"]
+            cursor = rec["last"]
+        for step in (node_step, batch_step):
+            while True:
+                n = s.execute_write(lambda tx: tx.run(step, name=name,
+                                                      chunk=chunk).single()["deleted"])
+                if not n:
+                    break
+                deleted += n
+        s.run("MATCH (m:Model {name: $name}) DETACH DELETE m", name=name).consume()
     return deleted
 
 
