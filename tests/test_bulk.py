@@ -1,0 +1,51 @@
+"""Bulk mode (neo4j-admin import) against the real server: same graph as online mode.
+
+A bulk load rebuilds the whole database, so these tests carry the ``rebuilds_database``
+marker and run after every other test (see conftest.py).
+"""
+
+import numpy as np
+import pytest
+
+from loader.bulk import BulkLoadError
+from loader.forward import execute_arrays
+from loader.graph import NeuronGraph
+from loader.keras_model import layer_outputs, walk
+from loader.load import delete_model, load, model_exists, verify
+from neo4j_helpers import layer_sums, read_back
+from test_load import residual_model
+
+
+@pytest.mark.rebuilds_database
+def test_bulk_load_gives_the_online_graph(driver):
+    model = residual_model(size=9, channels=5)
+    g = NeuronGraph.from_model(model)
+    load(g, "online_twin", driver=driver, batch_size=1000)
+    online = layer_sums(driver, "online_twin")
+
+    with pytest.raises(BulkLoadError, match="--replace"):
+        load(g, "bulk_twin", driver=driver, mode="bulk")
+    assert model_exists(driver, "online_twin") is not None  # refused: nothing touched
+
+    summary = load(g, "bulk_twin", driver=driver, mode="bulk", replace=True)
+    try:
+        assert summary.relationships == g.n_edges
+        assert model_exists(driver, "online_twin") is None  # the database was rebuilt
+        bulk = layer_sums(driver, "bulk_twin")
+        assert bulk.keys() == online.keys()
+        for li in online:
+            n0, e0, w0 = online[li]
+            n1, e1, w1 = bulk[li]
+            assert (n0, e0) == (n1, e1), li
+            assert abs(w0 - w1) <= 1e-9 * max(1.0, abs(w0)), li
+        v = verify("bulk_twin", driver=driver)
+        assert v.ok, "\n".join(v.lines())
+        layers, nodes, edges = read_back(driver, "bulk_twin")
+        x = np.random.default_rng(9).normal(size=(2,) + g.entries[0].output.shape).astype("f4")
+        ours = execute_arrays(layers, nodes, edges, x)
+        want = layer_outputs(walk(model), x)["dense"]
+        assert np.abs(ours["dense"] - want).max() <= 1e-4 * np.abs(want).max()
+        assert driver.execute_query("SHOW CONSTRAINTS YIELD name RETURN count(*) AS c"
+                                    ).records[0]["c"] >= 3
+    finally:
+        delete_model(driver, "bulk_twin")
