@@ -8,6 +8,10 @@ Steps: check the database is empty (or ``replace``); write gzip CSVs of nodes an
 relationships while summing per-layer checksums; stop the server; import; start it; create
 the constraints and indexes; write the ``(:Model)`` node, marked complete.
 
+After a bulk load the database is new: a driver that ran ``execute_query`` before it holds
+bookmarks of the old database and fails with ``BookmarkTimeout``; open a new driver (the CLI
+runs in a new process anyway).
+
 The server is driven through :class:`ServerControl`: :class:`LocalServer` (the project's
 ``scripts/neo4j-local``) or :class:`ComposeServer` (``docker compose`` with the repository's
 ``docker-compose.yml``).

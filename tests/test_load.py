@@ -27,12 +27,12 @@ REPO = Path(__file__).resolve().parent.parent
 def residual_model(size=8, channels=4):
     """Pooling with same padding, a residual Add and a dense top."""
     inp = keras.Input((size, size + 1, 2))
-    x = layers.Conv2D(channels, 3, padding="same", activation="relu")(inp)
-    s = layers.Conv2D(channels, 1)(inp)
-    x = layers.Add()([x, s])
-    x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
-    x = layers.AveragePooling2D(2, padding="same")(x)
-    out = layers.Dense(3, activation="softmax")(layers.Flatten()(x))
+    x = layers.Conv2D(channels, 3, padding="same", activation="relu", name="conv")(inp)
+    s = layers.Conv2D(channels, 1, name="shortcut")(inp)
+    x = layers.Add(name="add")([x, s])
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="max_pooling2d")(x)
+    x = layers.AveragePooling2D(2, padding="same", name="average_pooling2d")(x)
+    out = layers.Dense(3, activation="softmax", name="dense")(layers.Flatten(name="flatten")(x))
     return randomise_weights(keras.Model(inp, out))
 
 
