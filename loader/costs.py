@@ -5,27 +5,28 @@ benchmarks in ``bench/`` on the project's 2-core development machine (see each f
 comment). They are estimates: the plan says so.
 """
 
-# NetworkX DiGraph: ~254 bytes per edge with one float attribute (DESIGN.md), and a node
-# dict with six attributes ~600 bytes.
-NX_BYTES_PER_EDGE = 254
-NX_BYTES_PER_NODE = 600
+# NetworkX DiGraph: 344 bytes per edge with one float attribute and 645 per node with six
+# attributes (tracemalloc, Python 3.11, NetworkX 3.6; DESIGN.md's 254 is without the dicts).
+NX_BYTES_PER_EDGE = 344
+NX_BYTES_PER_NODE = 645
 
-# GraphML as written by loader.sinks.graphml: an edge line is ~75 bytes with 8-digit ids and a
-# 17-digit weight; a node element with six data children ~330 bytes.
-GRAPHML_BYTES_PER_EDGE = 75
+# GraphML as written by loader.sinks.graphml: an edge line is 88-92 bytes with 7-8 digit ids
+# and a 17-digit weight (~16 bytes gzipped); a node element with six data children ~330 bytes.
+GRAPHML_BYTES_PER_EDGE = 90
 GRAPHML_BYTES_PER_NODE = 330
 
-# Neo4j 5 record store: ~75 bytes per relationship with one float property (DESIGN.md);
-# a node with 8 properties, its label and the (model, id) index entry ~150 bytes.
-NEO4J_BYTES_PER_REL = 75
+# Neo4j 5 record store: 80.8 bytes per relationship measured after the bulk import of VGG16
+# block 1 at 32x32 (3,068 MB for 37.95M relationships, nodes and indexes included; DESIGN.md
+# says ~75); a node with 8 properties, its label and two index entries ~150 bytes.
+NEO4J_BYTES_PER_REL = 81
 NEO4J_BYTES_PER_NODE = 150
 
 # Throughputs, edges per second (bench/ figures; see the closing notes of the issues).
 ENUMERATE_EDGES_PER_S = 300e6
-GRAPHML_EDGES_PER_S = 2.5e6
-NETWORKX_EDGES_PER_S = 1.0e6
-NEO4J_ONLINE_EDGES_PER_S = 200e3
-NEO4J_BULK_EDGES_PER_S = 1.0e6
+GRAPHML_EDGES_PER_S = 2.5e6       # bench_graphml: 1.5-3.7M edges/s
+NETWORKX_EDGES_PER_S = 1.0e6      # to_networkx: add_edges_from of python tuples
+NEO4J_ONLINE_EDGES_PER_S = 160e3  # bench_load: VGG16 block 1 at 32x32
+NEO4J_BULK_EDGES_PER_S = 435e3    # bench_load: the same, CSV + import + restart
 
 
 def estimates(n_nodes: int, n_edges: int) -> dict:
