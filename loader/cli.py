@@ -6,7 +6,6 @@ known errors (:class:`loader.errors.WeightgraphError`) into one line on stderr a
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -176,8 +175,9 @@ def export(model, weights, input_shape, no_top, layer_range, cone, output, batch
         raise WeightgraphError(f"output must end in .graphml or .graphml.gz: {output}")
     g = open_graph(model, weights, input_shape, no_top, layer_range, cone)
     stats = write_graphml(g, output, batch_size=batch_size, progress=not quiet)
-    click.echo(f"wrote {output}: {g.n_nodes:,} nodes, {g.n_edges:,} edges"
-               + (f" ({json.dumps(stats)})" if stats else ""))
+    click.echo(f"wrote {output}: {stats['nodes']:,} nodes, {stats['edges']:,} edges, "
+               f"{human(stats['bytes'])} in {seconds(stats['seconds'])} "
+               f"({stats['edges_per_s']:,.0f} edges/s)")
 
 
 # ---------------------------------------------------------------------------- neo4j

@@ -104,7 +104,7 @@ def _conv(call, x, alloc, *, depthwise=False):
     _channels_last(layer)
     out_shape = _shape(call)
     rank = len(out_shape) - 1
-    kernel = _np(layer.kernel if not depthwise else layer.kernel)
+    kernel = _np(layer.kernel)
     ksize = kernel.shape[:rank]
     strides = _tuple(layer.strides, rank)
     dilation = _tuple(layer.dilation_rate, rank)
