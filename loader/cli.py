@@ -12,6 +12,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 import click
 
+from .cli_common import parse_shape
+
 from .errors import WeightgraphError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -52,16 +54,6 @@ def main():
 
 
 # ---------------------------------------------------------------------------- shared options
-def _parse_shape(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        shape = tuple(int(v) for v in value.replace("x", ",").split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"want H,W,C (e.g. 32,32,3), got {value!r}") from None
-    if not shape or any(s <= 0 for s in shape):
-        raise click.BadParameter(f"want positive sizes, got {value!r}")
-    return shape
 
 
 def model_options(selection=True):
@@ -71,7 +63,7 @@ def model_options(selection=True):
             click.option("--weights", default="default", show_default=True,
                          help="imagenet (default for application names), none (random), or "
                               "a weights file"),
-            click.option("--input-shape", callback=_parse_shape,
+            click.option("--input-shape", callback=parse_shape,
                          help="input shape H,W,C (application names; fully convolutional "
                               "files)"),
             click.option("--no-top", "no_top", is_flag=True,

@@ -15,6 +15,8 @@ import sys
 
 import click
 
+from .cli_common import parse_shape
+
 from .errors import WeightgraphError
 
 __all__ = ["query", "pull", "analyze"]
@@ -24,18 +26,6 @@ def _driver():
     from .db import connect
 
     return connect()
-
-
-def _shape(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        shape = tuple(int(v) for v in value.replace("x", ",").split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"want H,W,C (e.g. 32,32,3), got {value!r}") from None
-    if not shape or any(s <= 0 for s in shape):
-        raise click.BadParameter(f"want positive sizes, got {value!r}")
-    return shape
 
 
 # ---------------------------------------------------------------------------- query
@@ -174,7 +164,7 @@ def pull(name, layer_range, cone, cypher, params, output, max_edges, quiet):
 @click.option("--name", "-n", help="analyse a model loaded in Neo4j instead of a Keras model")
 @click.option("--weights", default="default", show_default=True,
               help="imagenet (default for application names), none (random), or a weights file")
-@click.option("--input-shape", callback=_shape, help="input shape H,W,C (application names)")
+@click.option("--input-shape", callback=parse_shape, help="input shape H,W,C (application names)")
 @click.option("--no-top", is_flag=True, help="application names: leave out the classifier")
 @click.option("--neuron", required=True, metavar="LAYER:INDEX",
               help="the neuron whose receptive field is mapped")

@@ -25,6 +25,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from ..batches import EdgeBatch, NodeBatch
+from .base import BatchSink
 from .text import (GZIP_LEVEL, Encoded, FloatText, Output, TextBuilder, decimal_columns,
                    encode_strings, text_slices)
 
@@ -91,7 +92,7 @@ def _encode_strings(values: np.ndarray) -> Encoded:
     return encode_strings(values, _xml_text)
 
 
-class GraphMLWriter:
+class GraphMLWriter(BatchSink):
     """Write a neuron graph to GraphML, batch by batch, in bounded memory.
 
     The file follows the neuron-graph contract (v1): node ids are the neuron ids in decimal;
@@ -136,13 +137,6 @@ class GraphMLWriter:
             self._file.close()
             self._tmp.unlink(missing_ok=True)
             raise
-
-    def write(self, batch: NodeBatch | EdgeBatch) -> None:
-        """Write a :class:`NodeBatch` or an :class:`EdgeBatch`."""
-        if isinstance(batch, EdgeBatch):
-            self.write_edges(batch)
-        else:
-            self.write_nodes(batch)
 
     def write_nodes(self, batch: NodeBatch) -> None:
         """Append one ``<node>`` element per neuron of ``batch``."""

@@ -17,12 +17,13 @@ import numpy as np
 from .. import costs
 from ..batches import EdgeBatch, NodeBatch
 from ..errors import TooLargeError
+from .base import BatchSink
 from .graphml import graph_attributes
 
 __all__ = ["NetworkXSink", "to_networkx", "keras_edges"]
 
 
-class NetworkXSink:
+class NetworkXSink(BatchSink):
     """Build an ``nx.DiGraph`` from node and edge batches.
 
     Node keys are the neuron ids (int); node attributes ``layer``, ``layer_index``, ``index``,
@@ -46,13 +47,6 @@ class NetworkXSink:
         self.graph = nx.DiGraph()
         if graph_data is not None:
             self.graph.graph.update(graph_attributes(graph_data))
-
-    def write(self, batch: NodeBatch | EdgeBatch) -> None:
-        """Add a :class:`NodeBatch` or an :class:`EdgeBatch`."""
-        if isinstance(batch, EdgeBatch):
-            self.write_edges(batch)
-        else:
-            self.write_nodes(batch)
 
     def write_nodes(self, batch: NodeBatch) -> None:
         """Add the neurons of ``batch`` with their attributes."""
