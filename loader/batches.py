@@ -22,8 +22,9 @@ class EdgeBatch:
 
     Notes
     -----
-    A stream created with ``reuse_buffers=True`` hands out views of buffers that the next batch
-    overwrites: a consumer that keeps a batch past its turn must call :meth:`copy`.
+    A stream created with ``reuse_buffers=True`` hands out read-only views of buffers that the
+    next batch overwrites: a consumer that keeps a batch past its turn must call :meth:`copy`
+    (writing into one raises, rather than corrupting the next batch).
     """
 
     src: np.ndarray
