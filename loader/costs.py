@@ -25,8 +25,8 @@ NEO4J_BYTES_PER_NODE = 150
 ENUMERATE_EDGES_PER_S = 1.4e9   # bench_enumerate: VGG16 224 on one core, with a checksum
 GRAPHML_EDGES_PER_S = 2.5e6       # bench_graphml: 1.5-3.7M edges/s
 NETWORKX_EDGES_PER_S = 1.0e6      # to_networkx: add_edges_from of python tuples
-NEO4J_ONLINE_EDGES_PER_S = 160e3  # bench_load: VGG16 block 1 at 32x32
-NEO4J_BULK_EDGES_PER_S = 435e3    # bench_load: the same, CSV + import + restart
+NEO4J_ONLINE_EDGES_PER_S = 200e3  # bench_load: VGG16 block 1 at 32x32, 160-238k
+NEO4J_BULK_EDGES_PER_S = 600e3    # bench_load: the same, CSV + import + restart, 435-626k
 
 
 def estimates(n_nodes: int, n_edges: int) -> dict:

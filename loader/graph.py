@@ -185,6 +185,11 @@ class NeuronGraph:
             op = self.entries[i].op
             if not any(_min_id(t) < first_id for t in op.inputs):
                 continue
+            if hasattr(op, "sources_of"):
+                everything = np.ones(op.n_neurons, dtype=bool)
+                src = op.sources_of(np.zeros(op.n_neurons, dtype=np.int32), everything)[0]
+                self._mark(src[src < first_id])
+                continue
             for src, _, _ in op.iter_edges(DEFAULT_BATCH):
                 self._mark(src[src < first_id])
 
@@ -238,10 +243,14 @@ class NeuronGraph:
                 continue
             self.edge_masks[i] = expand
             op = self.entries[i].op
-            count = 0
-            for src, dst, _ in op.iter_edges(DEFAULT_BATCH, expand):
-                count += len(src)
-                self._mark(src, d[dst - op.offset] + 1, depths)
+            if hasattr(op, "sources_of"):  # windowed layers: per (pair, group), not per edge
+                src, src_depth, count = op.sources_of(d, expand)
+                self._mark(src, src_depth, depths)
+            else:
+                count = 0
+                for src, dst, _ in op.iter_edges(DEFAULT_BATCH, expand):
+                    count += len(src)
+                    self._mark(src, d[dst - op.offset] + 1, depths)
             self._selected_edges[i] = count
         self.selection = f"cone {spec}"
 

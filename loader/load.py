@@ -8,9 +8,10 @@ as done. Batch boundaries are a pure function of the graph and the batch size, w
 ``(:Model)`` node records, so a resumed load cuts the same batches.
 
 Why the online path is fast (bench/bench_load.py: VGG16 block 1 at 32x32, 37,954,304
-relationships, 2-core machine with the server beside it and another benchmark running):
-160k rels/s, against 68k for the textbook UNWIND of 10,000 row maps matching both ends by
-(model, id) with one writer (2.4x), and 359 rels/s for one CREATE per edge (447x).
+relationships, 2-core machine with the server beside it): 238k rels/s against 63k for the
+textbook UNWIND of 10,000 row maps matching both ends by (model, id) with one writer (3.8x),
+and 620 rels/s for one CREATE per edge (384x); 160k vs 68k (2.4x) in a run where another
+benchmark shared the two cores.
 
 - Relationships travel as three parallel lists (``$s``, ``$d``, ``$w``): no per-row maps to
   pack on the client or unpack on the server.

@@ -101,6 +101,42 @@ class WindowedOp(NeuronOp):
             total += int(valid[in_pos].sum()) * self.cout_g
         return total
 
+    def sources_of(self, depth: np.ndarray, expand: np.ndarray):
+        """The neurons feeding the ``expand`` neurons, without enumerating edges.
+
+        Works per (pair, group) instead of per edge (cin_g * cout_g times fewer steps): every
+        input channel of a group feeds every output channel of it, so a source's depth is
+        one more than the least depth among the expanded neurons of the positions it feeds.
+
+        Returns (source ids, their depths, number of edges entering the expanded neurons).
+        """
+        unlimited = np.iinfo(np.int32).max
+        g, cin_g, cout_g = self.groups, self.cin_g, self.cout_g
+        d = np.where(expand, depth, unlimited).reshape(-1, g, cout_g).min(axis=2)
+        n_expanded = expand.reshape(-1, g, cout_g).sum(axis=2)
+        wanted_pos = n_expanded.any(axis=1)
+        if self._ids2d is None:
+            real = np.full((1, g), cin_g)
+        else:
+            real = (self._ids2d >= 0).reshape(-1, g, cin_g).sum(axis=2)
+        src_depth = np.full((self.inputs[0].size // self.cin, g), unlimited, np.int64)
+        edges = 0
+        for out_pos, _, in_pos, _ in self.pairs.iter_chunks(1 << 20):
+            keep_pairs = wanted_pos[out_pos]
+            if not keep_pairs.any():
+                continue
+            o, i = out_pos[keep_pairs], in_pos[keep_pairs]
+            np.minimum.at(src_depth, i, d[o])
+            counts = real[i] if self._ids2d is not None else real
+            edges += int((n_expanded[o] * counts).sum())
+        pos, grp = np.nonzero(src_depth < unlimited)
+        chans = grp[:, None] * cin_g + np.arange(cin_g)[None, :]
+        flat = (pos[:, None] * self.cin + chans).reshape(-1)
+        ids = self.inputs[0].take(flat)
+        dep = np.repeat(src_depth[pos, grp] + 1, cin_g)
+        real_ids = ids >= 0
+        return ids[real_ids], dep[real_ids].astype(np.int32), edges
+
     # ------------------------------------------------------------------ enumeration
     def iter_edges(self, batch_size: int, needed: np.ndarray | None = None,
                    reuse_buffers: bool = False) -> Iterator[Edges]:
