@@ -218,7 +218,7 @@ def _database_contents(driver, database) -> tuple[int, list[str]]:
 def load_bulk(graph: NeuronGraph, name: str, *, driver, database=None, replace=False,
               progress=False, source=None, server=None, csv_dir=None, keep_csv=False):
     """Rebuild the database with ``graph`` through ``neo4j-admin database import full``."""
-    from .load import LoadSummary, _progress
+    from .load import LayerChecksums, LoadSummary, _progress
 
     server = server_control(server)
     n_existing, models = _database_contents(driver, database)
@@ -231,24 +231,17 @@ def load_bulk(graph: NeuronGraph, name: str, *, driver, database=None, replace=F
     own_dir = csv_dir is None
     directory = Path(csv_dir or tempfile.mkdtemp(prefix="weightgraph-bulk-")).resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    checksums: dict[str, dict] = {}
+    checksums = LayerChecksums(graph)
     try:
         writer = CSVWriter(directory, name)
         try:
             bar = _progress(graph.n_nodes + graph.n_edges, "CSV", progress, "row")
             for nb in graph.iter_node_batches():
                 writer.write_nodes(nb)
-                checksums[str(nb.layer_index)] = {
-                    "layer": nb.layer, "neurons": checksums.get(str(nb.layer_index), {}).get(
-                        "neurons", 0) + len(nb), "edges": 0, "weight_sum": 0.0, "abs_sum": 0.0}
                 bar.update(len(nb))
             for eb in graph.iter_edge_batches(reuse_buffers=True):
                 writer.write_edges(eb)
-                c = checksums[str(eb.layer_index)]
-                w = eb.weight.astype(np.float64)
-                c["edges"] += len(eb)
-                c["weight_sum"] += float(w.sum())
-                c["abs_sum"] += float(np.abs(w).sum())
+                checksums.add(eb)
                 bar.update(len(eb))
             bar.close()
         finally:
@@ -271,7 +264,7 @@ def load_bulk(graph: NeuronGraph, name: str, *, driver, database=None, replace=F
                 "graph_data": json.dumps(data), "plan": graph.plan().model_dump_json(),
                 "mode": "bulk", "state": "complete", "batch_size": 0,
                 "selection": graph.selection, "nodes": graph.n_nodes, "edges": graph.n_edges,
-                "checksums": json.dumps(checksums), "source": json.dumps(source or {}),
+                "checksums": json.dumps(checksums.layers), "source": json.dumps(source or {}),
                 "completed_at": time.time()}).consume()
         seconds = time.perf_counter() - start
         return LoadSummary(name, "bulk", graph.n_nodes, graph.n_edges, seconds, extra={

@@ -11,12 +11,10 @@ segment reduction (``max``/``min``/``product``: ufunc ``.at``), then bias and ac
 from __future__ import annotations
 
 import json
-from typing import Iterable
 
 import numpy as np
 
 from . import activations
-from .batches import EdgeBatch
 
 
 class _Layer:
@@ -107,8 +105,7 @@ def execute(graph, inputs) -> dict[str, np.ndarray]:
     return results
 
 
-def execute_arrays(layers: list[dict], nodes: dict, edges: Iterable[EdgeBatch] | dict,
-                   inputs) -> dict[str, np.ndarray]:
+def execute_arrays(layers: list[dict], nodes: dict, edges: dict, inputs) -> dict[str, np.ndarray]:
     """Run a graph given as plain arrays (what GraphML and Neo4j hold).
 
     Parameters

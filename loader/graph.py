@@ -194,6 +194,8 @@ class NeuronGraph:
                 self._mark(src[src < first_id])
 
     def _mark(self, ids: np.ndarray, depth: np.ndarray | None = None, depths=None):
+        """Record neurons ``ids`` as selected: into ``node_masks`` (layer ranges), or, with
+        ``depths`` (cones), lowering each neuron's depth to ``depth`` where that is less."""
         if not len(ids):
             return
         owners = self.layer_of_ids(ids)

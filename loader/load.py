@@ -98,24 +98,40 @@ def check_name(name: str) -> str:
     return name
 
 
-def layer_checksums(graph: NeuronGraph, batch_size: int = 1 << 20) -> dict[str, dict]:
-    """Per layer (by index): the edges, their weight sum and |weight| sum, and neuron count.
+class LayerChecksums:
+    """Per layer (by index): neurons, edges, their weight sum and |weight| sum.
 
-    What ``verify`` compares Neo4j with. Computed from the enumeration itself, so it needs no
-    second look at the model (random weights would not come back the same).
+    What ``verify`` compares Neo4j with. Accumulated from the enumeration itself (by the
+    online load up front, by the bulk load while it writes its CSV files), so it needs no
+    second look at the model: random weights would not come back the same.
     """
-    out: dict[str, dict] = {}
-    for i, mask in graph.node_masks.items():
-        n = graph.entries[i].op.n_neurons if mask is None else int(mask.sum())
-        out[str(i)] = {"layer": graph.entries[i].name, "neurons": n, "edges": 0,
-                       "weight_sum": 0.0, "abs_sum": 0.0}
-    for b in graph.iter_edge_batches(batch_size, reuse_buffers=True):
-        c = out[str(b.layer_index)]
-        c["edges"] += len(b)
-        w = b.weight.astype(np.float64)
+
+    def __init__(self, graph: NeuronGraph):
+        self.layers: dict[str, dict] = {}
+        for i, mask in graph.node_masks.items():
+            n = graph.entries[i].op.n_neurons if mask is None else int(mask.sum())
+            self.layers[str(i)] = {"layer": graph.entries[i].name, "neurons": n, "edges": 0,
+                                   "weight_sum": 0.0, "abs_sum": 0.0}
+
+    def add(self, batch) -> None:
+        c = self.layers[str(batch.layer_index)]
+        w = batch.weight.astype(np.float64)
+        c["edges"] += len(batch)
         c["weight_sum"] += float(w.sum())
         c["abs_sum"] += float(np.abs(w).sum())
-    return out
+
+
+def layer_checksums(graph: NeuronGraph, batch_size: int = 1 << 20) -> dict[str, dict]:
+    """:class:`LayerChecksums` of the whole (selected) graph, as a JSON-able dict."""
+    sums = LayerChecksums(graph)
+    for b in graph.iter_edge_batches(batch_size, reuse_buffers=True):
+        sums.add(b)
+    return sums.layers
+
+
+def sums_agree(got: float, want: float, abs_sum: float) -> bool:
+    """Two sums of the same float32 weights, added in different orders, agree."""
+    return abs(got - want) <= 1e-9 * max(1.0, abs_sum)
 
 
 def _same_checksums(a: dict, b: dict) -> bool:
@@ -125,7 +141,7 @@ def _same_checksums(a: dict, b: dict) -> bool:
         x, y = a[k], b[k]
         if x["edges"] != y["edges"] or x["neurons"] != y["neurons"]:
             return False
-        if abs(x["weight_sum"] - y["weight_sum"]) > 1e-9 * max(1.0, x["abs_sum"]):
+        if not sums_agree(y["weight_sum"], x["weight_sum"], x["abs_sum"]):
             return False
     return True
 
@@ -441,9 +457,8 @@ def verify(name: str, *, driver: neo4j.Driver | None = None,
                     "RETURN count(r) AS e, coalesce(sum(r.weight), 0.0) AS ws } "
                     "RETURN count(n) AS n, coalesce(sum(e), 0) AS e, coalesce(sum(ws), 0.0) AS ws",
                     name=name, li=int(idx)).single()
-                tol = 1e-9 * max(1.0, w["abs_sum"])
                 good = (got["n"] == w["neurons"] and got["e"] == w["edges"]
-                        and abs(got["ws"] - w["weight_sum"]) <= tol)
+                        and sums_agree(got["ws"], w["weight_sum"], w["abs_sum"]))
                 ok &= good
                 rows.append({"layer": w["layer"], "ok": good, "neurons": got["n"],
                              "want_neurons": w["neurons"], "edges": got["e"],
