@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loader.graph import DEFAULT_BATCH, NeuronGraph  # noqa: E402
+from loader.graph.neuron_graph import DEFAULT_BATCH, NeuronGraph  # noqa: E402
 
 MASK64 = (1 << 64) - 1
 KINDS = {"Conv2D": "conv", "MaxPooling2D": "pool", "Dense": "dense"}

@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loader.graph import NeuronGraph  # noqa: E402
+from loader.graph.neuron_graph import NeuronGraph  # noqa: E402
 from loader.sinks import to_networkx, write_graphml  # noqa: E402
 
 SCENARIOS = {

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from loader.db import connect
-from loader.graph import NeuronGraph
-from loader.load import delete_model, load, verify
-from loader.schema import create_schema
+from loader.neo4j.db import connect
+from loader.graph.neuron_graph import NeuronGraph
+from loader.neo4j.load import delete_model, load, verify
+from loader.neo4j.schema import create_schema
 
 
 def edges_prefix(g, n):

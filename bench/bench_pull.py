@@ -1,4 +1,4 @@
-"""Benchmark: loader.bridge.pull (Neo4j -> NetworkX) against reading row by row, and the
+"""Benchmark: loader.neo4j.pull.pull (Neo4j -> NetworkX) against reading row by row, and the
 latency of the receptive_field query.
 
 1. Pull: the same selection of a loaded model (default: the depth-2 cone of VGG16@32x32
@@ -10,13 +10,13 @@ latency of the receptive_field query.
    Both read exactly the same relationships (the edges entering the neurons of the plan) and
    the two graphs are compared in full. The baseline is handed the plan (the ids of the
    cone) for free, so the ratio is conservative.
-2. Receptive field: ``loader.queries.receptive_field`` (the layer-by-layer procedure, with 1
+2. Receptive field: ``loader.neo4j.queries.receptive_field`` (the layer-by-layer procedure, with 1
    and with several concurrent workers) and, with ``--statement``, the one-statement Cypher
    of queries/receptive_field.cypher, on the neuron given (default block3_conv3:1000: a cone
    of 55.6M edges, 2,112 input neurons, up to 8.1e17 paths from one of them).
 
 The model must be loaded in Neo4j under ``--name``; ``--load`` loads it first with
-``loader.load.load`` (the cone of ``--load-cone`` only, to keep the load to ~15 minutes).
+``loader.neo4j.load.load`` (the cone of ``--load-cone`` only, to keep the load to ~15 minutes).
 
 Run: ``.venv/bin/python bench/bench_pull.py --name vgg16_32_cone --load`` (Neo4j running).
 """
@@ -32,9 +32,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loader.bridge import loaded_models, plan_pull, pull  # noqa: E402
-from loader.db import connect  # noqa: E402
-from loader.queries import receptive_field, run_query  # noqa: E402
+from loader.neo4j.pull import loaded_models, plan_pull, pull  # noqa: E402
+from loader.neo4j.db import connect  # noqa: E402
+from loader.neo4j.queries import receptive_field, run_query  # noqa: E402
 
 _BASELINE_EDGES = """
 UNWIND $ids AS i
@@ -61,8 +61,8 @@ def ensure_loaded(driver, args):
     if not args.load:
         sys.exit(f"model {args.name!r} is not in Neo4j; run with --load, or load it with "
                  "`weightgraph load`")
-    from loader.graph import NeuronGraph
-    from loader.load import load
+    from loader.graph.neuron_graph import NeuronGraph
+    from loader.neo4j.load import load
 
     graph = NeuronGraph.from_model(args.model, weights=None, input_shape=args.input_shape,
                                    cone=args.load_cone)

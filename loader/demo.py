@@ -11,12 +11,12 @@ from pathlib import Path
 
 import click
 
-from .bridge import pull_to_graphml
+from .neo4j.pull import pull_to_graphml
 from .config import Settings
-from .db import connect
-from .graph import NeuronGraph
-from .load import load, verify
-from .queries import run_query
+from .neo4j.db import connect
+from .graph.neuron_graph import NeuronGraph
+from .neo4j.load import load, verify
+from .neo4j.queries import run_query
 
 DEMO = {"model": "vgg16", "input_shape": (32, 32, 3), "cone": "block2_pool:1000",
         "name": "vgg16_demo"}
@@ -61,7 +61,7 @@ def run_demo(out_dir: str | Path = "out", *, weights: str = "none", progress: bo
         pull_to_graphml(DEMO["name"], graphml, driver=driver, progress=progress)
         echo(f"    {graphml}")
         echo("6/6 analysis report")
-        from .analyze import analyze
+        from .analysis.report import analyze
 
         report = analyze(DEMO["name"], out / "report", neuron="block2_pool:1000",
                          driver=driver)

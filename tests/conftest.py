@@ -24,7 +24,7 @@ def pytest_collection_modifyitems(config, items):
 def driver():
     """A verified driver to the real Neo4j server (.ci/run starts it). No server: the tests
     fail with the one-line connection error; they never skip."""
-    from loader.db import connect
+    from loader.neo4j.db import connect
 
     d = connect()
     yield d
@@ -34,7 +34,7 @@ def driver():
 @pytest.fixture
 def model_name(driver):
     """A fresh model name, deleted from Neo4j after the test."""
-    from loader.load import delete_model
+    from loader.neo4j.load import delete_model
 
     names = []
 

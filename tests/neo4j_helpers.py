@@ -6,7 +6,7 @@ import numpy as np
 
 
 def read_back(driver, name):
-    """(layers, nodes, edges) of a loaded model, as arrays for loader.forward.execute_arrays."""
+    """(layers, nodes, edges) of a loaded model, as arrays for loader.graph.forward.execute_arrays."""
     rec = driver.execute_query("MATCH (m:Model {name: $m}) RETURN m.graph_data AS g",
                                m=name).records
     layers = json.loads(rec[0]["g"])["layers"]

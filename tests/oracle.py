@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from loader.forward import execute
-from loader.graph import NeuronGraph
-from loader.keras_model import layer_outputs
+from loader.graph.forward import execute
+from loader.graph.neuron_graph import NeuronGraph
+from loader.keras.model import layer_outputs
 
 TOLERANCE = 1e-4  # error relative to the layer's largest magnitude
 
@@ -19,7 +19,7 @@ def random_inputs(model, samples=2, seed=0):
 
 
 def _input_calls(model):
-    from loader.keras_model import walk
+    from loader.keras.model import walk
 
     return [c for c in walk(model) if c.is_input]
 
@@ -52,7 +52,7 @@ def assert_equivalent(model, x=None, *, graph=None, tol=TOLERANCE, check_counts=
     if x is None:
         x = random_inputs(model)
     ours = execute(g, x)
-    from loader.keras_model import walk
+    from loader.keras.model import walk
 
     theirs = layer_outputs(walk(g.keras_model), x)
     assert set(theirs) <= set(ours)

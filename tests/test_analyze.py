@@ -1,4 +1,4 @@
-"""Analysis reports (loader.analyze): from a NeuronGraph and from a model loaded in Neo4j.
+"""Analysis reports (loader.analysis.report): from a NeuronGraph and from a model loaded in Neo4j.
 
 The plots must be real PNG files with content (not blank), the statistics must agree with
 NetworkX on the same graph, and the cost check must refuse before anything is written.
@@ -13,9 +13,9 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from loader.analyze import analyze, estimate_costs, parse_subgraph, receptive_field_paths
+from loader.analysis.report import analyze, estimate_costs, parse_subgraph, receptive_field_paths
 from loader.errors import SelectionError, TooLargeError
-from loader.graph import NeuronGraph
+from loader.graph.neuron_graph import NeuronGraph
 from loader.sinks.networkx import to_networkx
 from test_queries import delete_model, load_into_neo4j, neuron_id, paths_to_inputs, small_model
 
@@ -139,7 +139,7 @@ def test_subgraph_specs():
 def test_cli_analyze_from_a_keras_file(tmp_path):
     from click.testing import CliRunner
 
-    from loader.cli_analysis import analyze as analyze_command
+    from loader.cli.analysis import analyze as analyze_command
 
     model_path = tmp_path / "small.keras"
     small_model().save(model_path)

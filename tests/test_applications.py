@@ -8,7 +8,7 @@ import keras
 import pytest
 
 from loader.errors import UnsupportedLayerError
-from loader.graph import NeuronGraph
+from loader.graph.neuron_graph import NeuronGraph
 from oracle import assert_equivalent
 
 SUPPORTED = {

@@ -1,4 +1,4 @@
-"""Neo4j -> NetworkX / GraphML (loader.bridge) against the real Neo4j server.
+"""Neo4j -> NetworkX / GraphML (loader.neo4j.pull) against the real Neo4j server.
 
 The oracle: a whole model pulled back from Neo4j executes exactly like Keras, and every
 selection pulled from the database equals the same selection enumerated from Keras
@@ -14,12 +14,12 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from loader.bridge import ModelNotFound, plan_pull, pull, pull_to_graphml
+from loader.neo4j.pull import ModelNotFound, plan_pull, pull, pull_to_graphml
 from loader.errors import SelectionError, TooLargeError
-from loader.forward import execute_networkx
-from loader.graph import NeuronGraph
-from loader.keras_model import layer_outputs, walk
-from loader.queries import WriteQueryRefused
+from loader.graph.forward import execute_networkx
+from loader.graph.neuron_graph import NeuronGraph
+from loader.keras.model import layer_outputs, walk
+from loader.neo4j.queries import WriteQueryRefused
 from loader.sinks.networkx import to_networkx
 from test_queries import delete_model, load_into_neo4j, small_model
 
@@ -154,7 +154,7 @@ def test_pull_to_graphml_streams_the_same_graph(driver, loaded, selection, tmp_p
 def test_cli_pull_writes_graphml(driver, loaded, tmp_path):
     from click.testing import CliRunner
 
-    from loader.cli_analysis import pull as pull_command
+    from loader.cli.analysis import pull as pull_command
 
     name, model = loaded
     out = tmp_path / "cone.graphml"

@@ -7,12 +7,12 @@ marker and run after every other test (see conftest.py).
 import numpy as np
 import pytest
 
-from loader.bulk import BulkLoadError
-from loader.db import connect
-from loader.forward import execute_arrays
-from loader.graph import NeuronGraph
-from loader.keras_model import layer_outputs, walk
-from loader.load import delete_model, load, model_exists, verify
+from loader.neo4j.bulk import BulkLoadError
+from loader.neo4j.db import connect
+from loader.graph.forward import execute_arrays
+from loader.graph.neuron_graph import NeuronGraph
+from loader.keras.model import layer_outputs, walk
+from loader.neo4j.load import delete_model, load, model_exists, verify
 from neo4j_helpers import layer_sums, read_back
 from test_load import residual_model
 

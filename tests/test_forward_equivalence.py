@@ -248,8 +248,8 @@ def test_two_inputs():
     rng = np.random.default_rng(3)
     x = {"left": rng.normal(size=(2, 4, 4, 2)).astype("float32"),
          "right": rng.normal(size=(2, 4, 4, 2)).astype("float32")}
-    from loader.forward import execute
-    from loader.graph import NeuronGraph
+    from loader.graph.forward import execute
+    from loader.graph.neuron_graph import NeuronGraph
 
     g = NeuronGraph.from_model(model)
     got = execute(g, x)[g.entries[-1].name]

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from loader.cli import main
 from loader.config import Settings
-from loader.db import Neo4jUnavailable, connect
+from loader.neo4j.db import Neo4jUnavailable, connect
 
 REPO = Path(__file__).resolve().parent.parent
 

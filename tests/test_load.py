@@ -14,10 +14,10 @@ from click.testing import CliRunner
 from keras import layers
 
 from loader.cli import main
-from loader.forward import execute_arrays
-from loader.graph import NeuronGraph
-from loader.keras_model import layer_outputs, walk
-from loader.load import LoadError, load, model_exists, verify
+from loader.graph.forward import execute_arrays
+from loader.graph.neuron_graph import NeuronGraph
+from loader.keras.model import layer_outputs, walk
+from loader.neo4j.load import LoadError, load, model_exists, verify
 from neo4j_helpers import layer_sums, read_back
 from oracle import randomise_weights
 

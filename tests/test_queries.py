@@ -22,8 +22,8 @@ import pytest
 from click.testing import CliRunner
 from keras import layers
 
-from loader.graph import NeuronGraph
-from loader.queries import (MissingParameters, QueryNotFound, WriteQueryRefused, _run_read,
+from loader.graph.neuron_graph import NeuronGraph
+from loader.neo4j.queries import (MissingParameters, QueryNotFound, WriteQueryRefused, _run_read,
                             list_queries, load_query, parse_params, parse_query, run_query)
 from loader.sinks.networkx import to_networkx
 from oracle import randomise_weights
@@ -52,13 +52,13 @@ def small_model():
 
 def load_into_neo4j(driver, graph: NeuronGraph, name: str) -> None:
     """Load ``graph`` as model ``name`` with the project's online loader (replacing leftovers)."""
-    from loader.load import load
+    from loader.neo4j.load import load
 
     load(graph, name=name, mode="online", driver=driver, replace=True)
 
 
 def delete_model(driver, name: str) -> None:
-    from loader.load import delete_model as delete
+    from loader.neo4j.load import delete_model as delete
 
     delete(driver, name)
 
@@ -359,7 +359,7 @@ def test_a_parameter_holding_cypher_is_only_data(driver, loaded, value):
 
 # ---------------------------------------------------------------------------- CLI
 def test_cli_query_prints_table_json_and_csv(driver, loaded):
-    from loader.cli_analysis import query
+    from loader.cli.analysis import query
 
     name, _, G = loaded
     runner = CliRunner()
@@ -377,7 +377,7 @@ def test_cli_query_prints_table_json_and_csv(driver, loaded):
 
 
 def test_cli_query_errors_are_weightgraph_errors(driver, loaded):
-    from loader.cli_analysis import query
+    from loader.cli.analysis import query
     from loader.errors import WeightgraphError
 
     result = CliRunner().invoke(query, ["neuron", "--model", loaded[0], "-p", "layer=conv2"])

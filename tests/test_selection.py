@@ -10,7 +10,7 @@ from keras import layers
 
 from loader.cli import main
 from loader.errors import ModelLoadError, SelectionError
-from loader.graph import NeuronGraph
+from loader.graph.neuron_graph import NeuronGraph
 from loader.sinks.networkx import to_networkx
 from oracle import randomise_weights
 

@@ -15,8 +15,8 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from loader import costs
-from loader.batches import EdgeBatch, NodeBatch
+from loader.graph import costs
+from loader.graph.batches import EdgeBatch, NodeBatch
 from loader.errors import TooLargeError, WeightgraphError
 from loader.sinks import (GraphMLWriter, NetworkXSink, graph_attributes, keras_edges,
                           to_networkx, write_graphml)
@@ -116,7 +116,7 @@ def small_keras_model():
 
 @pytest.fixture(scope="module")
 def keras_graph():
-    from loader.graph import NeuronGraph
+    from loader.graph.neuron_graph import NeuronGraph
 
     return NeuronGraph.from_model(small_keras_model())
 
@@ -166,7 +166,7 @@ def test_graphml_of_keras_model_equals_to_networkx(tmp_path, keras_graph):
 
 
 def test_graphml_of_layer_selection_equals_to_networkx(tmp_path):
-    from loader.graph import NeuronGraph
+    from loader.graph.neuron_graph import NeuronGraph
 
     graph = NeuronGraph.from_model(small_keras_model(), layers="pool:dense")
     path = tmp_path / "part.graphml"

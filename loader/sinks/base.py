@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..batches import EdgeBatch, NodeBatch
+from ..graph.batches import EdgeBatch, NodeBatch
 
 
 class BatchSink:

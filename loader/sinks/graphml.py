@@ -24,7 +24,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from ..batches import EdgeBatch, NodeBatch
+from ..graph.batches import EdgeBatch, NodeBatch
 from .base import BatchSink
 from .text import (GZIP_LEVEL, Encoded, FloatText, Output, TextBuilder, decimal_columns,
                    encode_strings, text_slices)

@@ -14,8 +14,8 @@ from typing import Iterator
 import networkx as nx
 import numpy as np
 
-from .. import costs
-from ..batches import EdgeBatch, NodeBatch
+from ..graph import costs
+from ..graph.batches import EdgeBatch, NodeBatch
 from ..errors import TooLargeError
 from .base import BatchSink
 from .graphml import graph_attributes
@@ -144,7 +144,7 @@ def keras_edges(model, **kwargs) -> Iterator[tuple[int, int, float]]:
     >>> G.add_weighted_edges_from(keras_edges(model))
     >>> G.number_of_edges()
     """
-    from ..graph import NeuronGraph
+    from ..graph.neuron_graph import NeuronGraph
 
     graph = NeuronGraph.from_model(model, **kwargs)
     for batch in graph.iter_edge_batches(reuse_buffers=True):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from .errors import WeightgraphError
+from ..errors import WeightgraphError
 
 
 def fmt(x: float) -> str:

@@ -12,9 +12,9 @@ from importlib.metadata import PackageNotFoundError, version
 
 import click
 
-from .cli_common import parse_shape
+from .options import parse_shape
 
-from .errors import WeightgraphError
+from ..errors import WeightgraphError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -84,7 +84,7 @@ def model_options(selection=True):
 
 
 def open_graph(model, weights, input_shape, no_top, layer_range=None, cone=None, name=None):
-    from .graph import NeuronGraph
+    from ..graph.neuron_graph import NeuronGraph
 
     return NeuronGraph.from_model(model, weights=weights, input_shape=input_shape,
                                   include_top=not no_top, layers=layer_range, cone=cone,
@@ -161,7 +161,7 @@ def export(model, weights, input_shape, no_top, layer_range, cone, output, batch
           --layers block1_conv1:block1_pool -o block1.graphml.gz
       weightgraph export model.keras --cone dense:3 -o cone.graphml
     """
-    from .sinks.graphml import write_graphml
+    from ..sinks.graphml import write_graphml
 
     if not (output.endswith(".graphml") or output.endswith(".graphml.gz")):
         raise WeightgraphError(f"output must end in .graphml or .graphml.gz: {output}")
@@ -181,8 +181,8 @@ def ping():
     Example:
       NEO4J_PASSWORD=... weightgraph ping
     """
-    from .config import Settings
-    from .db import connect
+    from ..config import Settings
+    from ..neo4j.db import connect
 
     s = Settings()
     driver = connect(s)
@@ -223,8 +223,8 @@ def load_command(model, weights, input_shape, no_top, layer_range, cone, name, m
       weightgraph load model.keras --name mynet --resume
       weightgraph load model.keras --mode bulk --replace
     """
-    from .config import Settings
-    from .load import check_name, load
+    from ..config import Settings
+    from ..neo4j.load import check_name, load
 
     if name is not None:
         check_name(name)
@@ -254,7 +254,7 @@ def verify_command(name):
     Example:
       weightgraph verify --name vgg16_block1
     """
-    from .load import verify
+    from ..neo4j.load import verify
 
     v = verify(name)
     for line in v.lines():
@@ -273,8 +273,8 @@ def delete_command(name):
     Example:
       weightgraph delete --name vgg16_block1
     """
-    from .db import connect
-    from .load import check_name, delete_model, model_exists
+    from ..neo4j.db import connect
+    from ..neo4j.load import check_name, delete_model, model_exists
 
     check_name(name)
     driver = connect()
@@ -301,13 +301,13 @@ def demo(out, weights, quiet):
     Example:
       weightgraph demo --out out
     """
-    from .demo import run_demo
+    from ..demo import run_demo
 
     run_demo(out, weights=weights, progress=not quiet)
 
 
 def _register_analysis_commands():
-    from .cli_analysis import analyze, pull, query
+    from .analysis import analyze, pull, query
 
     for command in (query, pull, analyze):
         main.add_command(command)

@@ -15,15 +15,15 @@ import sys
 
 import click
 
-from .cli_common import parse_shape
+from .options import parse_shape
 
-from .errors import WeightgraphError
+from ..errors import WeightgraphError
 
 __all__ = ["query", "pull", "analyze"]
 
 
 def _driver():
-    from .db import connect
+    from ..neo4j.db import connect
 
     return connect()
 
@@ -79,7 +79,7 @@ def query(name_or_file, model, params, fmt, list_, timeout, statement):
       weightgraph query top_inputs --model vgg16_32 -p layer=block3_conv3 -p index=1000 -p k=5
       weightgraph query receptive_field -m vgg16_32 -p layer=block3_conv3 -p index=1000 -f csv
     """
-    from .queries import list_queries, load_query, parse_params, run_query
+    from ..neo4j.queries import list_queries, load_query, parse_params, run_query
 
     if list_:
         for q in list_queries():
@@ -138,8 +138,8 @@ def pull(name, layer_range, cone, cypher, params, output, max_edges, quiet):
       weightgraph pull --name vgg16_32 --cone block3_conv3:1000:3 -o cone.graphml.gz
       weightgraph pull --name small --layers conv1:pool -o block.graphml
     """
-    from .bridge import pull_to_graphml
-    from .queries import parse_params
+    from ..neo4j.pull import pull_to_graphml
+    from ..neo4j.queries import parse_params
 
     if not (output.endswith(".graphml") or output.endswith(".graphml.gz")):
         raise WeightgraphError(f"output must end in .graphml or .graphml.gz: {output}")
@@ -194,7 +194,7 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
           --neuron block3_conv3:1000 --subgraph cone=block3_conv3:1000:2 -o report/
       weightgraph analyze --name vgg16_32 --neuron block3_conv3:1000 -o report/ --format html
     """
-    from .analyze import analyze as run_analysis
+    from ..analysis.report import analyze as run_analysis
 
     if (model is None) == (name is None):
         raise click.UsageError("give either MODEL (a Keras file or application name) or "
@@ -205,7 +205,7 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
         source = name
         driver = _driver()
     else:
-        from .graph import NeuronGraph
+        from ..graph.neuron_graph import NeuronGraph
 
         source = NeuronGraph.from_model(model, weights=weights, input_shape=input_shape,
                                         include_top=not no_top)

@@ -13,10 +13,10 @@ import numpy as np
 
 from . import costs
 from .batches import EdgeBatch, NodeBatch
-from .convert import Entry, build_entries
-from .errors import SelectionError
-from .ir import LayerSpec, Plan
-from .keras_model import load_model, walk
+from ..keras.builders import Entry, build_entries
+from ..errors import SelectionError
+from .plan import LayerSpec, Plan
+from ..keras.model import load_model, walk
 
 DEFAULT_BATCH = 1 << 20  # ~1M edges: 20 MB of arrays, flat memory whatever the model
 

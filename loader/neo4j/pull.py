@@ -44,9 +44,9 @@ import neo4j
 import networkx as nx
 import numpy as np
 
-from . import costs
-from .batches import EdgeBatch, NodeBatch
-from .errors import SelectionError, TooLargeError, WeightgraphError
+from ..graph import costs
+from ..graph.batches import EdgeBatch, NodeBatch
+from ..errors import SelectionError, TooLargeError, WeightgraphError
 
 __all__ = ["ModelNotFound", "PullPlan", "loaded_models", "model_info", "plan_pull", "pull",
            "pull_to_graphml", "iter_pull"]
@@ -541,7 +541,7 @@ def pull(name: str, layers: str | None = None, cone: str | None = None,
     >>> G = pull("small", layers="conv1:pool")
     >>> G.graph["name"], G.number_of_edges()
     """
-    from .sinks.networkx import NetworkXSink
+    from ..sinks.networkx import NetworkXSink
 
     with _driver(driver) as drv:
         plan = plan_pull(name, layers, cone, cypher, driver=drv, params=params,
@@ -578,7 +578,7 @@ def pull_to_graphml(name: str, path: str | os.PathLike, layers: str | None = Non
     """
     from tqdm import tqdm
 
-    from .sinks.graphml import GraphMLWriter
+    from ..sinks.graphml import GraphMLWriter
 
     start = time.perf_counter()
     with _driver(driver) as drv:
@@ -649,7 +649,7 @@ def _prefetch(batches: Iterator, depth: int = 2) -> Iterator:
 
 
 def _too_large(name, selection, n_edges, n_nodes, max_edges, lower_bound=False) -> TooLargeError:
-    from .sinks.networkx import _human_bytes
+    from ..sinks.networkx import _human_bytes
 
     need = n_edges * costs.NX_BYTES_PER_EDGE + n_nodes * costs.NX_BYTES_PER_NODE
     what = "at least " if lower_bound else ""
@@ -689,6 +689,6 @@ def _session(driver: neo4j.Driver, database: str):
 
 
 def _default_database() -> str:
-    from .config import Settings
+    from ..config import Settings
 
     return Settings().neo4j_database

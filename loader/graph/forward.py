@@ -14,7 +14,7 @@ import json
 
 import numpy as np
 
-from . import activations
+from ..ops import activations
 
 
 class _Layer:

@@ -36,7 +36,7 @@ import neo4j
 from neo4j.exceptions import ClientError, Neo4jError
 from pydantic import BaseModel
 
-from .errors import WeightgraphError
+from ..errors import WeightgraphError
 
 __all__ = ["QueryParam", "NamedQuery", "QueryResult", "QueryError", "QueryNotFound",
            "WriteQueryRefused", "MissingParameters", "queries_dir", "list_queries",
@@ -45,7 +45,7 @@ __all__ = ["QueryParam", "NamedQuery", "QueryResult", "QueryError", "QueryNotFou
 
 # queries/ sits next to the package in the repository (and in the Docker image);
 # WEIGHTGRAPH_QUERIES_DIR points elsewhere, e.g. for an installed wheel.
-_DEFAULT_DIR = Path(__file__).resolve().parent.parent / "queries"
+_DEFAULT_DIR = Path(__file__).resolve().parents[2] / "queries"
 _FIELDS = ("name", "description", "params", "returns", "procedure")
 _TYPES = {"string", "int", "float", "bool", "list", "map", "any"}
 
@@ -581,7 +581,7 @@ def _read_session(driver: neo4j.Driver, database: str):
 
 
 def _default_database() -> str:
-    from .config import Settings
+    from ..config import Settings
 
     return Settings().neo4j_database
 

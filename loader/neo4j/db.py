@@ -8,8 +8,8 @@ from __future__ import annotations
 import neo4j
 from neo4j.exceptions import AuthError, ServiceUnavailable
 
-from .config import Settings
-from .errors import WeightgraphError
+from ..config import Settings
+from ..errors import WeightgraphError
 
 START_HINT = "start it with `docker compose up -d neo4j` or `scripts/neo4j-local start`"
 

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ModelLoadError
+from ..errors import ModelLoadError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

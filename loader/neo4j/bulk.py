@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import WeightgraphError
-from .graph import NeuronGraph
+from ..errors import WeightgraphError
+from ..graph.neuron_graph import NeuronGraph
 from .schema import create_schema
-from .sinks.text import FloatText, Output, TextBuilder, decimal_columns, encode_strings, text_slices
+from ..sinks.text import FloatText, Output, TextBuilder, decimal_columns, encode_strings, text_slices
 
 NODE_HEADER = ("neuron:ID,model,id:long,layer,layer_index:int,index:long,op,bias:double,"
                "activation\n")
@@ -133,7 +133,7 @@ def find_local_script() -> Path:
     """``scripts/neo4j-local``: $WEIGHTGRAPH_NEO4J_LOCAL, else beside the package or the cwd."""
     env = os.environ.get("WEIGHTGRAPH_NEO4J_LOCAL")
     candidates = [Path(env)] if env else []
-    candidates += [Path(__file__).resolve().parent.parent / "scripts" / "neo4j-local",
+    candidates += [Path(__file__).resolve().parents[2] / "scripts" / "neo4j-local",
                    Path.cwd() / "scripts" / "neo4j-local"]
     for c in candidates:
         if c.is_file() and os.access(c, os.X_OK):

@@ -38,10 +38,10 @@ import neo4j
 import numpy as np
 from neo4j.exceptions import ConstraintError
 
-from .config import Settings
+from ..config import Settings
 from .db import Neo4jUnavailable, connect
-from .errors import WeightgraphError
-from .graph import NeuronGraph
+from ..errors import WeightgraphError
+from ..graph.neuron_graph import NeuronGraph
 from .schema import create_schema
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")

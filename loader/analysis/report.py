@@ -41,7 +41,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import SelectionError, TooLargeError, WeightgraphError
+from ..errors import SelectionError, TooLargeError, WeightgraphError
 
 __all__ = ["analyze", "receptive_field_paths", "estimate_costs", "parse_subgraph", "METRICS"]
 
@@ -154,7 +154,7 @@ class _GraphSource:
     """Statistics from a NeuronGraph, streamed from its edge batches."""
 
     def __init__(self, graph):
-        from .graph import NeuronGraph
+        from ..graph.neuron_graph import NeuronGraph
 
         self.graph = graph
         self.name = graph.name
@@ -232,7 +232,7 @@ class _GraphSource:
 
     def receptive_field(self, layer: str, index: int) -> dict[str, np.ndarray]:
         """Paths from every input neuron to (layer, index), per input layer (float64)."""
-        from .graph import NeuronGraph
+        from ..graph.neuron_graph import NeuronGraph
 
         cone = NeuronGraph(self.whole.keras_model, self.whole.entries, name=self.name,
                            cone=f"{layer}:{index}")
@@ -258,12 +258,12 @@ class _GraphSource:
         return sub.n_nodes, sub.n_edges
 
     def subgraph(self, kind: str, spec: str, max_edges: int):
-        from .sinks.networkx import to_networkx
+        from ..sinks.networkx import to_networkx
 
         return to_networkx(self._subgraph(kind, spec), max_edges=max_edges)
 
     def _subgraph(self, kind, spec):
-        from .graph import NeuronGraph
+        from ..graph.neuron_graph import NeuronGraph
 
         key = (kind, spec)
         if getattr(self, "_sub_key", None) != key:
@@ -320,7 +320,7 @@ class _Neo4jSource:
     """
 
     def __init__(self, name: str, driver, database: str | None = None):
-        from .bridge import model_info
+        from ..neo4j.pull import model_info
 
         self.name = name
         self.driver = driver
@@ -334,12 +334,12 @@ class _Neo4jSource:
         return f"Neo4j model {self.name} (state {self.info.get('state', '?')})"
 
     def _session(self):
-        from .bridge import _default_database, _session
+        from ..neo4j.pull import _default_database, _session
 
         return _session(self.driver, self.database or _default_database())
 
     def layer_stats(self, sample_edges: int) -> tuple[list[LayerStats], str]:
-        from .bridge import PAGE_NODES, _LayerTable
+        from ..neo4j.pull import PAGE_NODES, _LayerTable
 
         table = _LayerTable(self.graph_data["layers"])
         stats, sampled_out = [], False
@@ -392,7 +392,7 @@ class _Neo4jSource:
         return stats, note
 
     def receptive_field(self, layer: str, index: int) -> dict[str, np.ndarray]:
-        from .queries import receptive_field
+        from ..neo4j.queries import receptive_field
 
         rf = receptive_field(self.driver, self.name, layer, index, database=self.database)
         out = {}
@@ -407,13 +407,13 @@ class _Neo4jSource:
         return out
 
     def subgraph_size(self, kind: str, spec: str) -> tuple[int, int]:
-        from .bridge import plan_pull
+        from ..neo4j.pull import plan_pull
 
         plan = plan_pull(self.name, **{kind: spec}, driver=self.driver, database=self.database)
         return plan.n_nodes, plan.n_edges
 
     def subgraph(self, kind: str, spec: str, max_edges: int):
-        from .bridge import pull
+        from ..neo4j.pull import pull
 
         return pull(self.name, **{kind: spec}, driver=self.driver, database=self.database,
                     max_edges=max_edges)
@@ -715,7 +715,7 @@ def analyze(source, out_dir: str | os.PathLike, *, neuron: str | None = None,
             raise WeightgraphError(f"unknown metric {m!r}; choose from {', '.join(METRICS)}")
     own_driver = None
     if isinstance(source, str) and driver is None:
-        from .db import connect
+        from ..neo4j.db import connect
 
         driver = own_driver = connect()
     try:

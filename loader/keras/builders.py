@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import activations
-from .errors import UnsupportedLayerError
-from .keras_model import Call
-from .ops.base import InputOp, NeuronOp
-from .ops.elementwise import ElementwiseOp
-from .ops.geometry import (AxisPairs, PairTable, average_axis, matrix_axis, padded_geometry,
+from ..ops import activations
+from ..errors import UnsupportedLayerError
+from .model import Call
+from ..ops.base import InputOp, NeuronOp
+from ..ops.elementwise import ElementwiseOp
+from ..ops.geometry import (AxisPairs, PairTable, average_axis, matrix_axis, padded_geometry,
                            transposed_axis, whole_axis, window_axis)
-from .ops.tensors import ZERO, TensorIds
-from .ops.windowed import WindowedOp
+from ..ops.tensors import ZERO, TensorIds
+from ..ops.windowed import WindowedOp
 
 
 @dataclass

@@ -1,0 +1,5 @@
+"""``python -m loader.cli``: the ``weightgraph`` command without its console script."""
+
+from . import main
+
+main()
