@@ -24,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from loader.neo4j.db import connect
+from loader.neo4j.db import Database, connect
 from loader.graph.neuron_graph import NeuronGraph
-from loader.neo4j.load import delete_model, load, verify
+from loader.neo4j.load import load
+from loader.neo4j.models import delete_model, verify
 from loader.neo4j.schema import create_schema
 
 
@@ -90,7 +91,7 @@ def main():
                                layers="block1_conv1:block1_pool")
     print(f"graph: {g.n_nodes:,} neurons, {g.n_edges:,} relationships")
     driver = connect()
-    create_schema(driver)
+    create_schema(Database(driver))
     src, dst, w = edges_prefix(g, max(args.prefix_loop, args.prefix_textbook))
 
     delete_model(driver, "bench_baseline")

@@ -32,7 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loader.neo4j.pull import loaded_models, plan_pull, pull  # noqa: E402
+from loader.neo4j.models import loaded_models  # noqa: E402
+from loader.neo4j.pull import plan_pull, pull  # noqa: E402
 from loader.neo4j.db import connect  # noqa: E402
 from loader.neo4j.queries import receptive_field, run_query  # noqa: E402
 

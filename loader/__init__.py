@@ -1,8 +1,26 @@
 """weightgraph: the neuron-level weighted graph of a Keras CNN.
 
-The import package is ``loader``; see :class:`loader.graph.NeuronGraph` to start.
+The import package is ``loader``. Its folders follow the flow of the data::
+
+    keras/     a Keras model -> graph entries (layer walk, one builder per layer family)
+    ops/       rank-generic enumerators of each entry's neurons and edges; activations
+    graph/     NeuronGraph: ids, selections, plan, bounded batches; forward execution
+    sinks/     where batches go: GraphML, NetworkX, Neo4j online writes, Neo4j import CSV
+    neo4j/     the one door to Neo4j: connection, schema, models, load, pull, queries, server
+    analysis/  statistics, metrics and plots of a graph, from Keras or from Neo4j
+    cli/       the `weightgraph` command, a thin shell over the above
+
+The names most used from a notebook are importable from here (lazily: ``import loader``
+loads neither TensorFlow nor the Neo4j driver):
+
+>>> import loader
+>>> g = loader.NeuronGraph.from_model("vgg16", weights=None, input_shape=(32, 32, 3),
+...                                   cone="block2_pool:1000")
+>>> G = loader.to_networkx(g)
+>>> loader.load(g, "vgg16_cone")            # Neo4j, settings from NEO4J_* / WEIGHTGRAPH_*
 """
 
+import importlib
 import os
 
 # Quiet TensorFlow before anything imports it. weightgraph runs Keras only to read layers and,
@@ -10,3 +28,41 @@ import os
 # them off also silences their start-up banner on stderr.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+# Public name -> the module that defines it.
+_API = {
+    "NeuronGraph": "loader.graph.neuron_graph",
+    "EdgeBatch": "loader.graph.batches",
+    "NodeBatch": "loader.graph.batches",
+    "execute": "loader.graph.forward",
+    "execute_networkx": "loader.graph.forward",
+    "to_networkx": "loader.sinks.networkx",
+    "keras_edges": "loader.sinks.networkx",
+    "write_graphml": "loader.sinks.graphml",
+    "Settings": "loader.config",
+    "Database": "loader.neo4j.db",
+    "connect": "loader.neo4j.db",
+    "load": "loader.neo4j.load",
+    "verify": "loader.neo4j.models",
+    "delete_model": "loader.neo4j.models",
+    "loaded_models": "loader.neo4j.models",
+    "pull": "loader.neo4j.pull",
+    "pull_to_graphml": "loader.neo4j.pull",
+    "run_query": "loader.neo4j.queries",
+    "list_queries": "loader.neo4j.queries",
+    "analyze": "loader.analysis",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'loader' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_API))

@@ -27,3 +27,10 @@ class SelectionError(WeightgraphError):
 
 class TooLargeError(WeightgraphError):
     """A request would exceed a size limit the user can raise."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (a driver's ``message`` when it has one): what
+    a one-line error quotes of a cause."""
+    text = str(getattr(exc, "message", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -34,7 +34,7 @@ def driver():
 @pytest.fixture
 def model_name(driver):
     """A fresh model name, deleted from Neo4j after the test."""
-    from loader.neo4j.load import delete_model
+    from loader.neo4j.models import delete_model
 
     names = []
 

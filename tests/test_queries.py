@@ -23,8 +23,10 @@ from click.testing import CliRunner
 from keras import layers
 
 from loader.graph.neuron_graph import NeuronGraph
-from loader.neo4j.queries import (MissingParameters, QueryNotFound, WriteQueryRefused, _run_read,
-                            list_queries, load_query, parse_params, parse_query, run_query)
+from loader.neo4j.cypher import run_read
+from loader.neo4j.db import Database
+from loader.neo4j.queries import (MissingParameters, QueryNotFound, WriteQueryRefused,
+                                  list_queries, load_query, parse_params, parse_query, run_query)
 from loader.sinks.networkx import to_networkx
 from oracle import randomise_weights
 
@@ -58,7 +60,7 @@ def load_into_neo4j(driver, graph: NeuronGraph, name: str) -> None:
 
 
 def delete_model(driver, name: str) -> None:
-    from loader.neo4j.load import delete_model as delete
+    from loader.neo4j.models import delete_model as delete
 
     delete(driver, name)
 
@@ -336,8 +338,8 @@ def test_the_read_transaction_itself_refuses_a_write(driver, loaded):
     probe = f"WgWriteProbe{os.getpid()}"
     before = _snapshot(driver, name, probe)
     with pytest.raises(WriteQueryRefused):
-        _run_read(driver, f"CREATE (:{probe})", {}, database="neo4j", timeout=None,
-                  label="probe")
+        run_read(Database(driver, "neo4j"), f"CREATE (:{probe})", {}, timeout=None,
+                 label="probe")
     assert _snapshot(driver, name, probe) == before
 
 

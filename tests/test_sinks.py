@@ -266,7 +266,7 @@ def test_to_networkx_refuses_above_max_edges_before_any_work():
     assert not graph.iterated
     estimate = (graph.n_edges * costs.NX_BYTES_PER_EDGE
                 + graph.n_nodes * costs.NX_BYTES_PER_NODE)
-    assert f"{estimate / 1000:,.1f} KB" in message
+    assert f"{estimate / 1000:.3g} KB" in message
     for advice in ("max_edges", "layers=", "cone=", "GraphML", "Neo4j"):
         assert advice in message
     assert to_networkx(graph, max_edges=graph.n_edges).number_of_edges() == graph.n_edges

@@ -1,5 +1,5 @@
 """``weightgraph query``, ``pull`` and ``analyze``: thin click commands over
-:mod:`loader.queries`, :mod:`loader.bridge` and :mod:`loader.analyze`.
+:mod:`loader.neo4j.queries`, :mod:`loader.neo4j.pull` and :mod:`loader.analysis`.
 
 They are plain ``@click.command()`` functions; ``loader.cli`` registers them on the
 ``weightgraph`` group (``main.add_command(query)``), whose error handling prints a
@@ -11,21 +11,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
 
 import click
 
 from .options import parse_shape
 
 from ..errors import WeightgraphError
+from ..neo4j.db import Database
 
 __all__ = ["query", "pull", "analyze"]
-
-
-def _driver():
-    from ..neo4j.db import connect
-
-    return connect()
 
 
 # ---------------------------------------------------------------------------- query
@@ -96,11 +90,8 @@ def query(name_or_file, model, params, fmt, list_, timeout, statement):
     values = parse_params(params, q)
     if model is not None:
         values["model"] = model
-    driver = _driver()
-    try:
-        result = run_query(driver, q, values, timeout=timeout, procedure=not statement)
-    finally:
-        driver.close()
+    with Database.connect() as db:
+        result = run_query(db, q, values, timeout=timeout, procedure=not statement)
     if fmt == "json":
         click.echo(json.dumps(result.records(), indent=2, default=str))
     elif fmt == "csv":
@@ -147,13 +138,10 @@ def pull(name, layer_range, cone, cypher, params, output, max_edges, quiet):
         raise click.UsageError("choose one of --layers, --cone or --cypher")
     if params and cypher is None:
         raise click.UsageError("--param only applies to --cypher")
-    driver = _driver()
-    try:
+    with Database.connect() as db:
         stats = pull_to_graphml(name, output, layers=layer_range, cone=cone, cypher=cypher,
-                                driver=driver, params=parse_params(params),
-                                max_edges=max_edges, progress=not quiet and sys.stderr.isatty())
-    finally:
-        driver.close()
+                                driver=db, params=parse_params(params), max_edges=max_edges,
+                                progress=not quiet)
     click.echo(f"wrote {output}: {stats['nodes']:,} nodes, {stats['edges']:,} edges in "
                f"{stats['seconds']:.1f} s ({stats['edges_per_s']:,.0f} edges/s)")
 
@@ -200,10 +188,10 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
         raise click.UsageError("give either MODEL (a Keras file or application name) or "
                                "--name (a model loaded in Neo4j)")
     chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
-    driver = None
+    db = None
     if name is not None:
         source = name
-        driver = _driver()
+        db = Database.connect()
     else:
         from ..graph.neuron_graph import NeuronGraph
 
@@ -212,8 +200,8 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
     try:
         path = run_analysis(source, out_dir, neuron=neuron, subgraph=subgraph, fmt=fmt,
                             metrics=chosen, max_cost=max_cost, max_edges=max_edges,
-                            driver=driver)
+                            driver=db)
     finally:
-        if driver is not None:
-            driver.close()
+        if db is not None:
+            db.close()
     click.echo(f"wrote {path}")

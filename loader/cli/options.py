@@ -1,4 +1,4 @@
-"""Option parsing shared by the CLI modules (``cli`` and ``cli_analysis``)."""
+"""Options shared by the CLI commands: a model and its selection, an input shape."""
 
 from __future__ import annotations
 
@@ -16,3 +16,40 @@ def parse_shape(ctx, param, value):
     if not shape or any(s <= 0 for s in shape):
         raise click.BadParameter(f"want positive sizes, got {value!r}")
     return shape
+
+
+def model_options(selection=True):
+    """MODEL, --weights, --input-shape, --no-top and (``selection``) --layers / --cone."""
+    def deco(fn):
+        opts = [
+            click.argument("model"),
+            click.option("--weights", default="default", show_default=True,
+                         help="imagenet (default for application names), none (random), or "
+                              "a weights file"),
+            click.option("--input-shape", callback=parse_shape,
+                         help="input shape H,W,C (application names; fully convolutional "
+                              "files)"),
+            click.option("--no-top", "no_top", is_flag=True,
+                         help="application names: leave out the dense classifier"),
+        ]
+        if selection:
+            opts += [
+                click.option("--layers", "layer_range", metavar="FIRST:LAST",
+                             help="inclusive layer range; the neurons feeding FIRST come along "
+                                  "as sources"),
+                click.option("--cone", metavar="LAYER:INDEX[:DEPTH]",
+                             help="every neuron and edge upstream of one neuron"),
+            ]
+        for opt in reversed(opts):
+            fn = opt(fn)
+        return fn
+    return deco
+
+
+def open_graph(model, weights, input_shape, no_top, layer_range=None, cone=None, name=None):
+    """The :class:`~loader.graph.NeuronGraph` the model options describe."""
+    from ..graph.neuron_graph import NeuronGraph
+
+    return NeuronGraph.from_model(model, weights=weights, input_shape=input_shape,
+                                  include_top=not no_top, layers=layer_range, cone=cone,
+                                  name=name)

@@ -6,7 +6,6 @@ restricting each layer's enumerator to the neurons needed; the whole graph is ne
 
 from __future__ import annotations
 
-import re
 from typing import Iterator
 
 import numpy as np
@@ -16,6 +15,7 @@ from .batches import EdgeBatch, NodeBatch
 from ..keras.builders import Entry, build_entries
 from ..errors import SelectionError
 from .plan import LayerSpec, Plan
+from .selection import parse_cone, parse_layer_range
 from ..keras.model import load_model, walk
 
 DEFAULT_BATCH = 1 << 20  # ~1M edges: 20 MB of arrays, flat memory whatever the model
@@ -166,9 +166,7 @@ class NeuronGraph:
 
     # ------------------------------------------------------------------ selections
     def _select_layers(self, spec: str):
-        if spec.count(":") != 1:
-            raise SelectionError(f"--layers wants FIRST:LAST, got {spec!r}")
-        first, last = (s.strip() for s in spec.split(":"))
+        first, last = parse_layer_range(spec)
         lo = self.index_of(first) if first else 0
         hi = self.index_of(last) if last else len(self.entries) - 1
         if lo > hi:
@@ -216,11 +214,7 @@ class NeuronGraph:
                 np.minimum.at(arr, local, depth[sel])
 
     def _select_cone(self, spec: str):
-        m = re.fullmatch(r"(.+?):(\d+)(?::(\d+))?", spec.strip())
-        if not m:
-            raise SelectionError(f"--cone wants LAYER:INDEX[:DEPTH], got {spec!r}")
-        name, index = m.group(1), int(m.group(2))
-        max_depth = None if m.group(3) is None else int(m.group(3))
+        name, index, max_depth = parse_cone(spec)
         e = self.entry(name)
         if index >= e.output.size:
             raise SelectionError(f"layer {name!r} has {e.output.size} values; index {index} "

@@ -15,7 +15,7 @@ import numpy as np
 from ..ops import activations
 from ..errors import UnsupportedLayerError
 from .model import Call
-from ..ops.base import InputOp, NeuronOp
+from ..ops.base import InputOp, NeuronOp, Unsupported
 from ..ops.elementwise import ElementwiseOp
 from ..ops.geometry import (AxisPairs, PairTable, average_axis, matrix_axis, padded_geometry,
                            transposed_axis, whole_axis, window_axis)
@@ -34,10 +34,6 @@ class Entry:
     op: NeuronOp | None = None
     inputs: list[str] = field(default_factory=list)
     params: dict = field(default_factory=dict)
-
-
-class Unsupported(Exception):
-    """A builder's refusal; the converter turns it into UnsupportedLayerError."""
 
 
 def _np(x):
@@ -376,11 +372,8 @@ def build_merge(call, xs, alloc):
     if call.class_name == "Subtract" and len(xs) != 2:
         raise Unsupported("Subtract takes exactly two inputs")
     out_shape = _shape(call)
-    try:
-        eop = ElementwiseOp(inputs=list(xs), weights=weights(len(xs)), out_shape=out_shape,
-                            offset=alloc(out_shape), op=op)
-    except ValueError as exc:
-        raise Unsupported(str(exc)) from None
+    eop = ElementwiseOp(inputs=list(xs), weights=weights(len(xs)), out_shape=out_shape,
+                        offset=alloc(out_shape), op=op)
     return [_neurons(call, eop)]
 
 
@@ -535,7 +528,9 @@ OP_BUILDERS = {"Add": build_arithmetic, "Subtract": build_arithmetic,
 def build_entries(calls: list[Call]) -> list[Entry]:
     """Convert every call, allocating neuron ids in topological order.
 
-    Raises UnsupportedLayerError (naming the layer and its class) before any output exists.
+    Raises UnsupportedLayerError (naming the layer and its class) before any output exists,
+    for the refusals builders raise as :class:`Unsupported`; other exceptions are bugs and
+    propagate unchanged.
     """
     entries: list[Entry] = []
     tensors: dict[int, tuple[TensorIds, str]] = {}
@@ -559,8 +554,8 @@ def build_entries(calls: list[Call]) -> list[Entry]:
                 built = builder(call, xs, alloc)
                 built[0].inputs = built[0].inputs or [tensors[i][1] for i in call.inputs]
         except Unsupported as exc:
-            raise UnsupportedLayerError(call.name, call.class_name, str(exc)) from None
-        except (ValueError, AttributeError, TypeError) as exc:
+            # A builder's explicit refusal. Anything else a builder raises is a bug in it and
+            # propagates with its traceback, rather than passing for an unsupported layer.
             raise UnsupportedLayerError(call.name, call.class_name, str(exc)) from None
         entries.extend(built)
         if len(call.outputs) != 1:

@@ -31,10 +31,7 @@ Examples
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +43,12 @@ import numpy as np
 
 from ..graph import costs
 from ..graph.batches import EdgeBatch, NodeBatch
-from ..errors import SelectionError, TooLargeError, WeightgraphError
+from ..errors import SelectionError, TooLargeError
+from ..graph.selection import parse_cone, parse_layer_range
+from ..terminal import human, progress as progress_bar
+from .cypher import bind_params, load_query, parse_query, read_only_check, statement_of
+from .db import Database, using
+from .models import LayerTable, ModelNotFound, ModelStateError, loaded_models, model_info
 
 __all__ = ["ModelNotFound", "PullPlan", "loaded_models", "model_info", "plan_pull", "pull",
            "pull_to_graphml", "iter_pull"]
@@ -61,46 +63,6 @@ PAGE_NODES = 50_000
 # A layer range's sources outside the range are counted before pulling only up to this many
 # edges in the range (~10 s of server time); above, they are found while the edges stream.
 OUTSIDE_COUNT_EDGES = 20_000_000
-
-
-class ModelNotFound(WeightgraphError):
-    """No ``(:Model)`` of that name in Neo4j."""
-
-
-# ---------------------------------------------------------------------------- models
-def loaded_models(driver: neo4j.Driver, *, database: str | None = None) -> list[str]:
-    """Names of the models in the database, sorted."""
-    records, _, _ = driver.execute_query("MATCH (m:Model) RETURN m.name AS name ORDER BY name",
-                                         database_=database or _default_database(),
-                                         routing_=neo4j.RoutingControl.READ)
-    return [r["name"] for r in records]
-
-
-def model_info(driver: neo4j.Driver, name: str, *, database: str | None = None) -> dict:
-    """The ``(:Model)`` node of a loaded model with ``graph_data`` parsed.
-
-    Raises
-    ------
-    ModelNotFound
-        The message lists the loaded models.
-    """
-    records, _, _ = driver.execute_query(
-        "MATCH (m:Model {name: $name}) RETURN properties(m) AS m", name=name,
-        database_=database or _default_database(), routing_=neo4j.RoutingControl.READ)
-    if not records:
-        known = loaded_models(driver, database=database)
-        raise ModelNotFound(f"no model {name!r} in Neo4j; loaded models: "
-                            + (", ".join(known) if known else "(none; load one with "
-                               "`weightgraph load`)"))
-    props = dict(records[0]["m"])
-    raw = props.get("graph_data")
-    try:
-        props["graph_data"] = json.loads(raw) if isinstance(raw, str) else raw
-    except json.JSONDecodeError:
-        raise WeightgraphError(f"model {name!r}: Model.graph_data is not valid JSON") from None
-    if not props["graph_data"] or "layers" not in props["graph_data"]:
-        raise WeightgraphError(f"model {name!r} has no graph_data layers table; reload it")
-    return props
 
 
 # ---------------------------------------------------------------------------- plans
@@ -144,59 +106,30 @@ def plan_pull(name: str, layers: str | None = None, cone: str | None = None,
     """
     if sum(x is not None for x in (layers, cone, cypher)) > 1:
         raise SelectionError("choose one of layers=, cone= or cypher=")
-    with _driver(driver) as drv:
-        db = database or _default_database()
-        info = model_info(drv, name, database=db)
+    with using(driver, database) as db:
+        info = model_info(db, name)
         state = info.get("state", "complete")
         if state != "complete" and not allow_incomplete:
-            raise WeightgraphError(
+            raise ModelStateError(
                 f"model {name!r} is not completely loaded (state {state!r}): finish the load "
                 "(`weightgraph load` resumes it) or pass allow_incomplete=True")
         gd = dict(info["graph_data"])
         gd["name"] = name
-        model = _LayerTable(gd["layers"])
-        with _session(drv, db) as session:
+        model = LayerTable(gd["layers"])
+        with db.session(read=True, fetch_size=10_000) as session:
             if cypher is not None:
-                return _plan_cypher(session, drv, db, name, gd, cypher, params)
+                return _plan_cypher(session, db, name, gd, cypher, params)
             if cone is not None:
                 return _plan_cone(session, name, gd, model, cone, max_edges)
             return _plan_layers(session, name, gd, model, layers, info)
 
 
-class _LayerTable:
-    """Layer lookups over ``graph_data['layers']``: neuron layers carry their id ``offset``."""
-
-    def __init__(self, layers: list[dict]):
-        self.layers = sorted(layers, key=lambda l: l["index"])
-        self.by_name = {l["name"]: l for l in self.layers}
-        self.neuron_layers = [l for l in self.layers if l.get("offset") is not None
-                              and l.get("neurons", 0) > 0]
-        self.by_index = {l["index"]: l for l in self.neuron_layers}
-
-    def get(self, name: str) -> dict:
-        try:
-            return self.by_name[name]
-        except KeyError:
-            names = ", ".join(l["name"] for l in self.layers)
-            raise SelectionError(f"no layer named {name!r}; layers: {names}") from None
-
-    def pages(self, layer: dict, lo: int | None = None, hi: int | None = None):
-        """``(lo, hi)`` id ranges of a layer, each holding about PAGE_EDGES incoming edges."""
-        lo = layer["offset"] if lo is None else lo
-        hi = layer["offset"] + layer["neurons"] if hi is None else hi
-        degree = max(1, math.ceil(layer.get("edges", 0) / max(1, layer["neurons"])))
-        step = max(1, PAGE_EDGES // degree)
-        return [(a, min(hi, a + step)) for a in range(lo, hi, step)]
-
-
-def _plan_layers(session, name, gd, model: _LayerTable, spec, info) -> PullPlan:
+def _plan_layers(session, name, gd, model: LayerTable, spec, info) -> PullPlan:
     if spec is None:
         chosen = model.neuron_layers
         selection = "all"
     else:
-        if spec.count(":") != 1:
-            raise SelectionError(f"layers wants FIRST:LAST, got {spec!r}")
-        first, last = (s.strip() for s in spec.split(":"))
+        first, last = parse_layer_range(spec)
         lo = model.get(first)["index"] if first else 0
         hi = model.get(last)["index"] if last else model.layers[-1]["index"]
         if lo > hi:
@@ -207,7 +140,7 @@ def _plan_layers(session, name, gd, model: _LayerTable, spec, info) -> PullPlan:
         selection = f"layers {spec}"
     ranges = [(l["offset"], l["offset"] + l["neurons"]) for l in chosen]
     edge_pages = [("range", a, b) for l in chosen if l.get("kind") != "input"
-                  for a, b in model.pages(l)]
+                  for a, b in model.pages(l, PAGE_EDGES)]
     first_id = ranges[0][0]
     if info.get("selection", "all") in ("all", None):
         # The database holds the whole graph: graph_data's counts are exact.
@@ -268,14 +201,7 @@ RETURN n.layer AS layer, n.index AS index, COUNT { (n)<-[:W]-() } AS degree
 """
 
 
-def parse_cone(spec: str) -> tuple[str, int, int | None]:
-    m = re.fullmatch(r"(.+?):(\d+)(?::(\d+))?", spec.strip())
-    if not m:
-        raise SelectionError(f"cone wants LAYER:INDEX[:DEPTH], got {spec!r}")
-    return m.group(1), int(m.group(2)), None if m.group(3) is None else int(m.group(3))
-
-
-def _plan_cone(session, name, gd, model: _LayerTable, spec, max_edges) -> PullPlan:
+def _plan_cone(session, name, gd, model: LayerTable, spec, max_edges) -> PullPlan:
     """Upstream of one neuron, layer by layer (highest layer_index first).
 
     A neuron's depth is 1 + the smallest depth of the neurons it feeds; every neuron it feeds
@@ -347,7 +273,7 @@ def _plan_cone(session, name, gd, model: _LayerTable, spec, max_edges) -> PullPl
                     n_edges=edges, node_ids=np.sort(node_ids), edge_pages=pages)
 
 
-def _owner_layers(model: _LayerTable, ids: np.ndarray) -> np.ndarray:
+def _owner_layers(model: LayerTable, ids: np.ndarray) -> np.ndarray:
     offsets = np.array([l["offset"] for l in model.neuron_layers], dtype=np.int64)
     indexes = np.array([l["index"] for l in model.neuron_layers], dtype=np.int64)
     order = np.argsort(offsets)
@@ -368,17 +294,15 @@ def _id_pages(ids: np.ndarray, degrees: np.ndarray) -> list[tuple]:
     return pages
 
 
-def _plan_cypher(session, driver, db, name, gd, cypher, params) -> PullPlan:
-    from .queries import bind_params, load_query, parse_query, read_only_check, statement_of
-
+def _plan_cypher(session, db: Database, name, gd, cypher, params) -> PullPlan:
     text = str(cypher)
     is_file = text.endswith(".cypher") or (len(text) < 4096 and "\n" not in text
                                            and Path(text).is_file())
     query = load_query(text) if is_file else parse_query(text, name="cypher")
     bound = bind_params(query, {"model": name, **(params or {})})
     statement = statement_of(query.text)
-    read_only_check(driver, statement, bound, database=db, label=query.name)
-    columns = list(session.run("EXPLAIN " + statement, bound).keys())
+    read_only_check(db, statement, bound, label=query.name)
+    columns = db.explain(statement, bound).columns
     missing = [c for c in ("src", "dst", "weight") if c not in columns]
     if missing:
         raise SelectionError(
@@ -425,14 +349,14 @@ RETURN collect(s.id) AS src, collect(i) AS dst, collect(w.weight) AS weight
 """
 
 
-def iter_pull(plan: PullPlan, *, driver: neo4j.Driver | None = None,
+def iter_pull(plan: PullPlan, *, driver: Database | neo4j.Driver | None = None,
               database: str | None = None) -> Iterator[NodeBatch | EdgeBatch]:
     """The node and edge batches of a plan, in bounded pages: nodes, then edges, then (layers
     selections) the neurons outside the range that feed it."""
-    with _driver(driver) as drv, _session(drv, database or _default_database()) as session:
+    with using(driver, database) as db:
         # One read transaction: a consistent view, and no automatic retry that would hand a
         # sink the same batch twice.
-        with session.begin_transaction() as tx:
+        with db.snapshot() as tx:
             name = plan.model
             if plan.node_ids is not None:
                 for a in range(0, len(plan.node_ids), PAGE_NODES):
@@ -543,14 +467,13 @@ def pull(name: str, layers: str | None = None, cone: str | None = None,
     """
     from ..sinks.networkx import NetworkXSink
 
-    with _driver(driver) as drv:
-        plan = plan_pull(name, layers, cone, cypher, driver=drv, params=params,
-                         database=database, allow_incomplete=allow_incomplete,
-                         max_edges=max_edges)
+    with using(driver, database) as db:
+        plan = plan_pull(name, layers, cone, cypher, driver=db, params=params,
+                         allow_incomplete=allow_incomplete, max_edges=max_edges)
         if plan.n_edges > max_edges:
             raise _too_large(name, plan.selection, plan.n_edges, plan.n_nodes, max_edges)
         sink = NetworkXSink(plan.graph_data)
-        for batch in _prefetch(iter_pull(plan, driver=drv, database=database)):
+        for batch in _prefetch(iter_pull(plan, driver=db)):
             sink.write(batch)
         return sink.close()
 
@@ -576,21 +499,18 @@ def pull_to_graphml(name: str, path: str | os.PathLike, layers: str | None = Non
     --------
     >>> pull_to_graphml("vgg16_32", "cone.graphml.gz", cone="block3_conv3:1000")
     """
-    from tqdm import tqdm
-
     from ..sinks.graphml import GraphMLWriter
 
     start = time.perf_counter()
-    with _driver(driver) as drv:
-        plan = plan_pull(name, layers, cone, cypher, driver=drv, params=params,
-                         database=database, allow_incomplete=allow_incomplete,
-                         max_edges=max_edges)
+    with using(driver, database) as db:
+        plan = plan_pull(name, layers, cone, cypher, driver=db, params=params,
+                         allow_incomplete=allow_incomplete, max_edges=max_edges)
         if max_edges is not None and plan.n_edges > max_edges:
             raise _too_large(name, plan.selection, plan.n_edges, plan.n_nodes, max_edges)
-        with GraphMLWriter(path, plan.graph_data) as writer, tqdm(
-                total=plan.n_edges, unit="edge", unit_scale=True, disable=not progress,
-                desc=f"GraphML {Path(path).name}") as bar:
-            for batch in _prefetch(iter_pull(plan, driver=drv, database=database)):
+        with GraphMLWriter(path, plan.graph_data) as writer, progress_bar(
+                plan.n_edges, f"GraphML {Path(path).name}", enabled=progress,
+                unit="edge") as bar:
+            for batch in _prefetch(iter_pull(plan, driver=db)):
                 writer.write(batch)
                 if isinstance(batch, EdgeBatch):
                     bar.update(len(batch))
@@ -649,46 +569,12 @@ def _prefetch(batches: Iterator, depth: int = 2) -> Iterator:
 
 
 def _too_large(name, selection, n_edges, n_nodes, max_edges, lower_bound=False) -> TooLargeError:
-    from ..sinks.networkx import _human_bytes
-
     need = n_edges * costs.NX_BYTES_PER_EDGE + n_nodes * costs.NX_BYTES_PER_NODE
     what = "at least " if lower_bound else ""
     return TooLargeError(
         f"{name} ({selection}): {what}{n_edges:,} edges and {n_nodes:,} neurons would take "
-        f"{what}about {_human_bytes(need)} as a NetworkX DiGraph, over max_edges={max_edges:,}. "
+        f"{what}about {human(need)} as a NetworkX DiGraph, over max_edges={max_edges:,}. "
         "Pull less (a shorter --layers range, a --cone with a DEPTH, a --cypher selection), "
         "raise max_edges if you have the memory, or stream it to a file instead: "
         f"`weightgraph pull --name {name} ... -o FILE.graphml.gz` (pull_to_graphml) has no "
         "size limit.")
-
-
-class _driver:
-    """Use the given driver, or open one (and close it on exit)."""
-
-    def __init__(self, driver):
-        self.given = driver
-        self.own = None
-
-    def __enter__(self) -> neo4j.Driver:
-        if self.given is not None:
-            return self.given
-        from .db import connect
-
-        self.own = connect()
-        return self.own
-
-    def __exit__(self, *exc):
-        if self.own is not None:
-            self.own.close()
-
-
-def _session(driver: neo4j.Driver, database: str):
-    return driver.session(database=database, default_access_mode=neo4j.READ_ACCESS,
-                          fetch_size=10_000,
-                          notifications_min_severity=neo4j.NotificationMinimumSeverity.OFF)
-
-
-def _default_database() -> str:
-    from ..config import Settings
-
-    return Settings().neo4j_database

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from .db import Database
+
 STATEMENTS = [
     "CREATE CONSTRAINT model_name IF NOT EXISTS FOR (m:Model) REQUIRE m.name IS UNIQUE",
     "CREATE CONSTRAINT neuron_model_id IF NOT EXISTS "
@@ -23,9 +25,8 @@ STATEMENTS = [
 ]
 
 
-def create_schema(driver, database: str | None = None, *, wait_seconds: int = 600) -> None:
+def create_schema(db: Database, *, wait_seconds: int = 600) -> None:
     """Create constraints and indexes (no-op when they exist) and wait until they are online."""
-    with driver.session(database=database) as session:
-        for statement in STATEMENTS:
-            session.run(statement).consume()
-        session.run(f"CALL db.awaitIndexes({int(wait_seconds)})").consume()
+    for statement in STATEMENTS:
+        db.schema(statement)
+    db.schema(f"CALL db.awaitIndexes({int(wait_seconds)})")

@@ -9,6 +9,11 @@ import numpy as np
 
 from .tensors import TensorIds, broadcast_take
 
+
+class Unsupported(Exception):
+    """A layer's arithmetic that no neuron graph can express (raised by the ops and the Keras
+    builders; :func:`loader.keras.builders.build_entries` names the layer and its class)."""
+
 Edges = tuple[np.ndarray, np.ndarray, np.ndarray]  # src int64, dst int64, weight float32
 
 

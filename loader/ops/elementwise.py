@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import NeuronOp, keep
+from .base import NeuronOp, Unsupported, keep
 from .tensors import TensorIds, broadcast_ids, broadcast_take
 
 
@@ -33,7 +33,7 @@ class ElementwiseOp(NeuronOp):
         self.params = params or {}
         self._zero_any = None
         if op in ("product", "min") and any(t.has_zeros for t in self.inputs):
-            raise ValueError(f"{op} over constant zero padding cannot be expressed")
+            raise Unsupported(f"{op} over constant zero padding cannot be expressed")
 
     def describe(self) -> dict:
         return dict(self.params)
@@ -80,6 +80,6 @@ class ElementwiseOp(NeuronOp):
             for t in self.inputs:
                 zero |= broadcast_ids(t, self.out_shape, flat) < 0
             if self._activation != "linear":
-                raise ValueError("Maximum with an activation over explicit zero padding")
+                raise Unsupported("Maximum with an activation over explicit zero padding")
             return np.where(zero, "relu", "linear").astype(object)
         return self._activation

@@ -266,15 +266,13 @@ def write_graphml(graph, path: str | os.PathLike, *, batch_size: int = 1 << 20,
     >>> stats["edges"] == g.n_edges
     True
     """
-    from tqdm import tqdm
-
     from ..errors import WeightgraphError
+    from ..terminal import progress as progress_bar
 
     start = time.perf_counter()
     n_nodes, n_edges = graph.n_nodes, graph.n_edges
-    with GraphMLWriter(path, graph.graph_data()) as writer, tqdm(
-            total=n_edges, unit="edge", unit_scale=True, disable=not progress,
-            desc=f"GraphML {Path(path).name}") as bar:
+    with GraphMLWriter(path, graph.graph_data()) as writer, progress_bar(
+            n_edges, f"GraphML {Path(path).name}", enabled=progress, unit="edge") as bar:
         for nodes in graph.iter_node_batches(batch_size):
             writer.write_nodes(nodes)
         # The writer is done with a batch when write_edges returns, so buffers may be reused.

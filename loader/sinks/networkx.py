@@ -17,6 +17,7 @@ import numpy as np
 from ..graph import costs
 from ..graph.batches import EdgeBatch, NodeBatch
 from ..errors import TooLargeError
+from ..terminal import human
 from .base import BatchSink
 from .graphml import graph_attributes
 
@@ -108,7 +109,7 @@ def to_networkx(graph, *, max_edges: int = 5_000_000) -> nx.DiGraph:
         need = n_edges * costs.NX_BYTES_PER_EDGE + n_nodes * costs.NX_BYTES_PER_NODE
         raise TooLargeError(
             f"{graph.name}: {n_edges:,} edges and {n_nodes:,} nodes would take about "
-            f"{_human_bytes(need)} as a NetworkX DiGraph (~{costs.NX_BYTES_PER_EDGE} bytes per "
+            f"{human(need)} as a NetworkX DiGraph (~{costs.NX_BYTES_PER_EDGE} bytes per "
             f"edge + ~{costs.NX_BYTES_PER_NODE} per node), over max_edges={max_edges:,}. "
             "Raise max_edges if you have the memory, take a subgraph (layers= or cone=, or a "
             "smaller input_shape), or stream the graph out instead: export GraphML "
@@ -149,11 +150,3 @@ def keras_edges(model, **kwargs) -> Iterator[tuple[int, int, float]]:
     graph = NeuronGraph.from_model(model, **kwargs)
     for batch in graph.iter_edge_batches(reuse_buffers=True):
         yield from _edge_tuples(batch)
-
-
-def _human_bytes(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")

@@ -1,0 +1,116 @@
+"""``weightgraph ping``, ``load``, ``verify`` and ``delete``: a model's graph in Neo4j."""
+
+from __future__ import annotations
+
+import click
+
+from .options import model_options, open_graph
+
+__all__ = ["ping", "load_command", "verify_command", "delete_command"]
+
+
+@click.command()
+def ping():
+    """Check that Neo4j answers with the configured credentials.
+
+    \b
+    Example:
+      NEO4J_PASSWORD=... weightgraph ping
+    """
+    from ..config import Settings
+    from ..neo4j.db import Database
+
+    s = Settings()
+    with Database.connect(s) as db:
+        info = db.driver.get_server_info()
+        click.echo(f"Neo4j {info.agent} at {s.neo4j_uri}, database {db.name!r}: "
+                   f"authenticated as {s.neo4j_user}")
+
+
+@click.command("load")
+@model_options()
+@click.option("--name", help="name of the graph in Neo4j (default: the model's name)")
+@click.option("--mode", type=click.Choice(["online", "bulk"]), default="online",
+              show_default=True, help="online: Bolt transactions; bulk: neo4j-admin import "
+                                      "(rebuilds the whole database)")
+@click.option("--batch-size", type=int, help="relationships per transaction (online)")
+@click.option("--workers", type=int, default=None, help="parallel writers (online)")
+@click.option("--replace", is_flag=True, help="delete an existing graph of that name first "
+                                              "(bulk: everything in the database)")
+@click.option("--resume", is_flag=True, help="finish an interrupted load of that name")
+@click.option("--server", type=click.Choice(["local", "compose"]), default="local",
+              show_default=True, help="bulk: which server to stop, import into and restart")
+@click.option("--csv-dir", type=click.Path(file_okay=False), help="bulk: where to write the "
+                                                                   "CSV files (default: a temp dir)")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def load_command(model, weights, input_shape, no_top, layer_range, cone, name, mode,
+                 batch_size, workers, replace, resume, server, csv_dir, quiet):
+    """Load a model's neuron graph into Neo4j as (:Neuron)-[:W {weight}]->(:Neuron).
+
+    Nothing is written before the model has converted: an unsupported layer or a bad file is
+    reported first. A killed load finishes with --resume, never duplicating an edge.
+
+    \b
+    Example:
+      weightgraph load vgg16 --weights none --input-shape 32,32,3 \\
+          --layers block1_conv1:block1_pool --name vgg16_block1
+      weightgraph load model.keras --name mynet --resume
+      weightgraph load model.keras --mode bulk --replace
+    """
+    from ..neo4j.load import load
+    from ..neo4j.models import check_name
+
+    if name is not None:
+        check_name(name)
+    g = open_graph(model, weights, input_shape, no_top, layer_range, cone, name=name)
+    check_name(g.name)
+    source = {"model": model if isinstance(model, str) else None, "weights": weights,
+              "input_shape": list(input_shape) if input_shape else None, "no_top": no_top,
+              "layers": layer_range, "cone": cone}
+    summary = load(g, g.name, mode=mode, batch_size=batch_size, workers=workers, replace=replace,
+                   resume=resume, progress=not quiet, source=source, server=server,
+                   csv_dir=csv_dir)
+    click.echo(summary.line())
+    if summary.extra:
+        click.echo("  " + ", ".join(f"{k}={v}" for k, v in summary.extra.items()))
+
+
+@click.command("verify")
+@click.option("--name", required=True, help="name of the graph in Neo4j")
+def verify_command(name):
+    """Compare neurons, relationships and weight sums per layer in Neo4j with the plan.
+
+    Exits non-zero on any difference.
+
+    \b
+    Example:
+      weightgraph verify --name vgg16_block1
+    """
+    from ..neo4j.models import verify
+
+    v = verify(name)
+    for line in v.lines():
+        click.echo(line)
+    if not v.ok:
+        raise click.ClickException(f"{name}: Neo4j differs from the plan")
+    click.echo(f"{name}: every layer matches the plan")
+
+
+@click.command("delete")
+@click.option("--name", required=True, help="name of the graph in Neo4j")
+def delete_command(name):
+    """Delete a loaded graph, in bounded transactions.
+
+    \b
+    Example:
+      weightgraph delete --name vgg16_block1
+    """
+    from ..neo4j.db import Database
+    from ..neo4j.models import ModelNotFound, check_name, delete_model, model_node
+
+    check_name(name)
+    with Database.connect() as db:
+        if model_node(db, name) is None:
+            raise ModelNotFound(f"no model {name!r} in Neo4j")
+        n = delete_model(db, name)
+    click.echo(f"deleted {name}: {n:,} nodes and relationships")

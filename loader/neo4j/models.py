@@ -1,0 +1,277 @@
+"""What Neo4j holds about a model: its ``(:Model)`` node (graph data, plan, load state and
+checksums), the per-layer checksums a load records and ``verify`` compares, and deleting it.
+
+A model's graph-level data (``graph_data``) carries a ``layers`` table; :class:`LayerTable`
+answers the lookups every reader needs (a layer by name, by index, the id range of its
+neurons).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+
+import neo4j
+import numpy as np
+
+from ..errors import SelectionError, WeightgraphError
+from ..graph.neuron_graph import NeuronGraph
+from .db import Database, using
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+
+
+class ModelNotFound(WeightgraphError):
+    """No ``(:Model)`` of that name in Neo4j."""
+
+
+class ModelStateError(WeightgraphError):
+    """A model that cannot be used as asked in its present state (not loaded completely...)."""
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is a valid model name, else a one-line :class:`ModelStateError`."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ModelStateError(f"model name {name!r} is not allowed: use 1-64 letters, digits, "
+                              "'_', '.' or '-', starting with a letter or digit")
+    return name
+
+
+# ---------------------------------------------------------------------------- the Model node
+def model_node(db: Database, name: str) -> dict | None:
+    """The raw properties of ``(:Model {name})``, or None."""
+    rec = db.read_one("MATCH (m:Model {name: $name}) RETURN properties(m) AS m", name=name)
+    return None if rec is None else dict(rec["m"])
+
+
+def model_exists(driver, name: str, database: str | None = None) -> dict | None:
+    """The ``(:Model)`` properties of ``name`` (None when there is no such model)."""
+    with using(driver, database) as db:
+        return model_node(db, name)
+
+
+def create_model_node(db: Database, name: str, props: dict) -> None:
+    db.write("CREATE (m:Model {name: $name}) SET m += $props", name=name, props=props)
+
+
+def set_model_state(db: Database, name: str, **props) -> None:
+    db.write("MATCH (m:Model {name: $name}) SET m += $props", name=name, props=props)
+
+
+def loaded_models(driver: Database | neo4j.Driver | None = None, *,
+                  database: str | None = None) -> list[str]:
+    """Names of the models in the database, sorted."""
+    with using(driver, database) as db:
+        return [r["name"] for r in db.read("MATCH (m:Model) RETURN m.name AS name ORDER BY name")]
+
+
+def model_info(driver: Database | neo4j.Driver | None, name: str, *,
+               database: str | None = None) -> dict:
+    """The ``(:Model)`` node of a loaded model with ``graph_data`` parsed.
+
+    Raises
+    ------
+    ModelNotFound
+        The message lists the loaded models.
+    """
+    with using(driver, database) as db:
+        props = model_node(db, name)
+        known = loaded_models(db) if props is None else []
+    if props is None:
+        raise ModelNotFound(f"no model {name!r} in Neo4j; loaded models: "
+                            + (", ".join(known) if known else "(none; load one with "
+                               "`weightgraph load`)"))
+    raw = props.get("graph_data")
+    try:
+        props["graph_data"] = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError:
+        raise WeightgraphError(f"model {name!r}: Model.graph_data is not valid JSON") from None
+    if not props["graph_data"] or "layers" not in props["graph_data"]:
+        raise WeightgraphError(f"model {name!r} has no graph_data layers table; reload it")
+    return props
+
+
+class LayerTable:
+    """Layer lookups over ``graph_data['layers']``: neuron layers carry their id ``offset``."""
+
+    def __init__(self, layers: list[dict]):
+        self.layers = sorted(layers, key=lambda l: l["index"])
+        self.by_name = {l["name"]: l for l in self.layers}
+        self.neuron_layers = [l for l in self.layers if l.get("offset") is not None
+                              and l.get("neurons", 0) > 0]
+        self.by_index = {l["index"]: l for l in self.neuron_layers}
+
+    def get(self, name: str) -> dict:
+        try:
+            return self.by_name[name]
+        except KeyError:
+            names = ", ".join(l["name"] for l in self.layers)
+            raise SelectionError(f"no layer named {name!r}; layers: {names}") from None
+
+    def pages(self, layer: dict, page_edges: int, lo: int | None = None, hi: int | None = None):
+        """``(lo, hi)`` id ranges of a layer, each holding about ``page_edges`` incoming edges."""
+        lo = layer["offset"] if lo is None else lo
+        hi = layer["offset"] + layer["neurons"] if hi is None else hi
+        degree = max(1, math.ceil(layer.get("edges", 0) / max(1, layer["neurons"])))
+        step = max(1, page_edges // degree)
+        return [(a, min(hi, a + step)) for a in range(lo, hi, step)]
+
+
+# ---------------------------------------------------------------------------- checksums
+class LayerChecksums:
+    """Per layer (by index): neurons, edges, their weight sum and |weight| sum.
+
+    What ``verify`` compares Neo4j with. Accumulated from the enumeration itself (by the
+    online load up front, by the bulk load while it writes its CSV files), so it needs no
+    second look at the model: random weights would not come back the same.
+    """
+
+    def __init__(self, graph: NeuronGraph):
+        self.layers: dict[str, dict] = {}
+        for i, mask in graph.node_masks.items():
+            n = graph.entries[i].op.n_neurons if mask is None else int(mask.sum())
+            self.layers[str(i)] = {"layer": graph.entries[i].name, "neurons": n, "edges": 0,
+                                   "weight_sum": 0.0, "abs_sum": 0.0}
+
+    def add(self, batch) -> None:
+        c = self.layers[str(batch.layer_index)]
+        w = batch.weight.astype(np.float64)
+        c["edges"] += len(batch)
+        c["weight_sum"] += float(w.sum())
+        c["abs_sum"] += float(np.abs(w).sum())
+
+
+def layer_checksums(graph: NeuronGraph, batch_size: int = 1 << 20) -> dict[str, dict]:
+    """:class:`LayerChecksums` of the whole (selected) graph, as a JSON-able dict."""
+    sums = LayerChecksums(graph)
+    for b in graph.iter_edge_batches(batch_size, reuse_buffers=True):
+        sums.add(b)
+    return sums.layers
+
+
+def sums_agree(got: float, want: float, abs_sum: float) -> bool:
+    """Two sums of the same float32 weights, added in different orders, agree."""
+    return abs(got - want) <= 1e-9 * max(1.0, abs_sum)
+
+
+def same_checksums(a: dict, b: dict) -> bool:
+    """Two checksum tables of the same graph (counts equal, sums within float tolerance)."""
+    if a.keys() != b.keys():
+        return False
+    for k in a:
+        x, y = a[k], b[k]
+        if x["edges"] != y["edges"] or x["neurons"] != y["neurons"]:
+            return False
+        if not sums_agree(y["weight_sum"], x["weight_sum"], x["abs_sum"]):
+            return False
+    return True
+
+
+
+# ---------------------------------------------------------------------------- delete
+def delete_model(driver, name: str, database: str | None = None, *, chunk: int = 50_000,
+                 progress: bool = False) -> int:
+    """Delete a model's graph in bounded transactions; returns what was deleted.
+
+    Relationships go first, ``chunk`` at a time, walking the neurons in id order from a cursor
+    (the (model, id) index provides the order, so each transaction reads only what it deletes).
+    ``CALL {...} IN TRANSACTIONS`` over a MATCH of the relationships is *not* bounded: the
+    planner makes the MATCH eager before deleting what it matched, and 55M relationships
+    exceeded the 2.8 GiB transaction memory pool.
+    """
+    deleted = 0
+    with using(driver, database) as db:
+        cursor = 0
+        while True:
+            rec = db.write_one(_DELETE_RELATIONSHIPS, name=name, cursor=cursor, chunk=chunk)
+            if not rec["deleted"]:
+                break
+            deleted += rec["deleted"]
+            cursor = rec["last"]
+        for step in (_DELETE_NEURONS, _DELETE_BATCHES):
+            while n := db.write_one(step, name=name, chunk=chunk)["deleted"]:
+                deleted += n
+        db.write("MATCH (m:Model {name: $name}) DETACH DELETE m", name=name)
+    return deleted
+
+
+_DELETE_RELATIONSHIPS = """
+MATCH (n:Neuron {model: $name}) WHERE n.id >= $cursor
+WITH n ORDER BY n.id
+MATCH (n)-[r:W]->()
+WITH n, r LIMIT $chunk
+DELETE r
+RETURN max(n.id) AS last, count(r) AS deleted
+"""
+_DELETE_NEURONS = """
+MATCH (n:Neuron {model: $name}) WITH n LIMIT $chunk
+DETACH DELETE n
+RETURN count(*) AS deleted
+"""
+_DELETE_BATCHES = """
+MATCH (b:LoadBatch {model: $name}) WITH b LIMIT $chunk
+DELETE b
+RETURN count(*) AS deleted
+"""
+
+
+# ---------------------------------------------------------------------------- verify
+@dataclass
+class Verification:
+    name: str
+    ok: bool
+    rows: list[dict]
+
+    def lines(self) -> list[str]:
+        out = []
+        for r in self.rows:
+            mark = "ok " if r["ok"] else "BAD"
+            out.append(f"{mark} {r['layer'][:32]:<32} neurons {r['neurons']:>10,}/"
+                       f"{r['want_neurons']:<10,} edges {r['edges']:>12,}/{r['want_edges']:<12,} "
+                       f"weight sum {r['weight_sum']:.6g}/{r['want_weight_sum']:.6g}")
+        return out
+
+
+def verify(name: str, *, driver: Database | neo4j.Driver | None = None,
+           database: str | None = None) -> Verification:
+    """Compare Neo4j with the load's plan: neurons, edges and weight sums per layer.
+
+    The expected figures were computed from the enumeration when the load started.
+    """
+    check_name(name)
+    with using(driver, database) as db:
+        m = model_node(db, name)
+        if m is None:
+            raise ModelNotFound(f"no model {name!r} in Neo4j")
+        want = json.loads(m["checksums"])
+        rows, ok = [], True
+        for idx, w in sorted(want.items(), key=lambda kv: int(kv[0])):
+            got = db.read_one(_LAYER_SUMS, name=name, li=int(idx))
+            good = (got["n"] == w["neurons"] and got["e"] == w["edges"]
+                    and sums_agree(got["ws"], w["weight_sum"], w["abs_sum"]))
+            ok &= good
+            rows.append({"layer": w["layer"], "ok": good, "neurons": got["n"],
+                         "want_neurons": w["neurons"], "edges": got["e"],
+                         "want_edges": w["edges"], "weight_sum": got["ws"],
+                         "want_weight_sum": w["weight_sum"]})
+        total_nodes = sum(r["want_neurons"] for r in rows)
+        found = db.read_one("MATCH (n:Neuron {model: $name}) RETURN count(n) AS c",
+                            name=name)["c"]
+    if found != total_nodes:
+        ok = False
+        rows.append({"layer": "(all layers)", "ok": False, "neurons": found,
+                     "want_neurons": total_nodes, "edges": 0, "want_edges": 0,
+                     "weight_sum": 0.0, "want_weight_sum": 0.0})
+    if m.get("state") != "complete":
+        ok = False
+    return Verification(name, ok, rows)
+
+
+_LAYER_SUMS = """
+MATCH (n:Neuron {model: $name, layer_index: $li})
+CALL (n) { OPTIONAL MATCH (n)<-[r:W]-()
+           RETURN count(r) AS e, coalesce(sum(r.weight), 0.0) AS ws }
+RETURN count(n) AS n, coalesce(sum(e), 0) AS e, coalesce(sum(ws), 0.0) AS ws
+"""

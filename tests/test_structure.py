@@ -1,0 +1,158 @@
+"""The layout's promises: imports flow one way, only loader/neo4j talks to Neo4j, library calls
+honour the WEIGHTGRAPH_* settings, and a bug in a layer builder is not passed off as an
+unsupported layer."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import keras
+import networkx as nx
+import numpy as np
+import pytest
+from keras import layers
+
+import loader
+from loader.errors import UnsupportedLayerError
+from loader.graph.neuron_graph import NeuronGraph
+
+PACKAGE = Path(loader.__file__).resolve().parent
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_type_checking_block(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def _imports(tree: ast.AST):
+    """Every import statement, at any depth (function-level imports count), except those
+    under ``if TYPE_CHECKING:`` (annotations only, never run)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if _is_type_checking_block(node):
+            stack.extend(node.orelse)
+            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def import_graph() -> nx.DiGraph:
+    """Module -> module edges inside ``loader`` (importing ``a.b.c`` also runs the packages
+    ``a.b`` and ``a``, so those count too, except a package the importer sits in)."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = nx.DiGraph()
+    graph.add_nodes_from(modules)
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        for node in _imports(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                base = node.module or ""
+                if node.level:
+                    parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    base = ".".join(parent + ([base] if base else []))
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
+                           for a in node.names]
+            for target in targets:
+                parts = target.split(".")
+                for k in range(1, len(parts) + 1):
+                    module = ".".join(parts[:k])
+                    inside = name == module or name.startswith(module + ".")
+                    if module in modules and not inside:
+                        graph.add_edge(name, module)
+    return graph
+
+
+def test_import_graph_sees_the_package():
+    graph = import_graph()
+    # The walker itself must see real edges, or the cycle test below could not fail.
+    assert graph.has_edge("loader.neo4j.load", "loader.sinks.neo4j_online")
+    assert graph.has_edge("loader.graph.neuron_graph", "loader.keras.builders")
+    assert graph.number_of_edges() > 80
+
+
+def test_no_import_cycle_inside_loader():
+    cycles = list(nx.simple_cycles(import_graph()))
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c + c[:1]) for c in cycles)
+
+
+@pytest.mark.parametrize("lower, upper", [
+    ("loader.ops", "loader.graph"), ("loader.ops", "loader.keras"),
+    ("loader.keras", "loader.graph"), ("loader.graph", "loader.sinks"),
+    ("loader.sinks", "loader.neo4j"), ("loader.neo4j", "loader.analysis"),
+    ("loader.analysis", "loader.cli"), ("loader.neo4j", "loader.cli"),
+])
+def test_the_flow_goes_one_way(lower, upper):
+    """model front end -> graph -> sinks -> neo4j -> analysis -> cli: nothing reaches back."""
+    back = [(a, b) for a, b in import_graph().edges
+            if a.startswith(lower + ".") and (b == upper or b.startswith(upper + "."))]
+    assert not back, f"{lower} imports {upper}: {back}"
+
+
+def test_only_loader_neo4j_opens_sessions():
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        module = _module_name(path)
+        if module.startswith("loader.neo4j"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in (
+                    "session", "execute_query", "begin_transaction", "GraphDatabase"):
+                offenders.append(f"{module}:{node.lineno} .{node.attr}")
+    assert not offenders, offenders
+
+
+def test_weightgraph_batch_size_reaches_a_library_load(driver, model_name, monkeypatch):
+    """WEIGHTGRAPH_BATCH_SIZE in the environment sets the batch size of loader.load(...)."""
+    inputs = keras.Input((6, 6, 1))
+    model = keras.Model(inputs, layers.Dense(3)(layers.Flatten()(
+        layers.Conv2D(4, 3, name="conv")(inputs))))
+    g = NeuronGraph.from_model(model)
+    name = model_name("settings")
+    monkeypatch.setenv("WEIGHTGRAPH_BATCH_SIZE", "37")
+    summary = loader.load(g, name, driver=driver)
+    assert summary.relationships == g.n_edges
+    node = driver.execute_query("MATCH (m:Model {name: $n}) RETURN m.batch_size AS b",
+                                n=name).records[0]
+    assert node["b"] == 37
+    # Every layer's edges were cut into batches of 37: the LoadBatch records show it.
+    rows = driver.execute_query("MATCH (b:LoadBatch {model: $n}) WHERE b.key STARTS WITH 'e:' "
+                                "RETURN b.rows AS rows", n=name).records
+    sizes = sorted((r["rows"] for r in rows), reverse=True)
+    assert sizes[0] == 37 and sum(sizes) == g.n_edges
+    per_layer = {}
+    for spec in g.layer_specs():
+        if spec.edges:
+            per_layer[spec.index] = -(-spec.edges // 37)
+    assert len(sizes) == sum(per_layer.values())
+
+
+def test_a_bug_in_a_builder_propagates_with_its_traceback(monkeypatch):
+    from loader.keras import builders
+
+    def broken(call, xs, alloc):
+        raise KeyError("a bug, not a refusal")
+
+    monkeypatch.setitem(builders.BUILDERS, "Dense", broken)
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(2)])
+    with pytest.raises(KeyError, match="a bug"):
+        NeuronGraph.from_model(model)
+    # ... while a builder's explicit refusal stays the clear one-line error.
+    model = keras.Sequential([keras.Input((4, 3)), layers.LayerNormalization()])
+    with pytest.raises(UnsupportedLayerError, match="LayerNormalization"):
+        NeuronGraph.from_model(model)
+
+
+def test_public_api_is_importable_from_the_package_lazily():
+    for name in loader.__all__:
+        assert getattr(loader, name) is not None, name
+    assert isinstance(loader.NeuronGraph.from_model(
+        keras.Sequential([keras.Input((2,)), layers.Dense(1)])).n_edges, (int, np.integer))
