@@ -28,7 +28,7 @@ import neo4j
 import pytest
 from keras import layers
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -39,9 +39,9 @@ pytestmark = pytest.mark.neo4j
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUERY_FILE = REPO_ROOT / "queries" / "model_summary.cypher"
-WEIGHTGRAPH = (Path(sys.executable).with_name("weightgraph") if
-               Path(sys.executable).with_name("weightgraph").exists()
-               else shutil.which("weightgraph"))
+# The CLI of the interpreter running the tests (.venv/bin), else the one on PATH.
+WEIGHTGRAPH = (shutil.which("weightgraph", path=str(Path(sys.executable).parent))
+               or shutil.which("weightgraph") or "weightgraph")
 CHROMEDRIVER = "/usr/bin/chromedriver"
 UI_TIMEOUT_S = 20
 
@@ -77,10 +77,10 @@ def cli_environment() -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str) -> None:
-    result = subprocess.run([str(WEIGHTGRAPH), *args], env=cli_environment(), cwd=REPO_ROOT,
+def run_cli(*args: str, check: bool = True) -> None:
+    result = subprocess.run([WEIGHTGRAPH, *args], env=cli_environment(), cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, (
+    assert result.returncode == 0 or not check, (
         f"weightgraph {' '.join(args)} exited {result.returncode}:\n{result.stdout}{result.stderr}")
 
 
@@ -93,9 +93,11 @@ def loaded_model(tmp_path):
     name = f"browser_{secrets.token_hex(4)}"
     try:
         run_cli("load", str(path), "--name", name, "--quiet")
-        yield name, model
-    finally:
-        run_cli("delete", "--name", name)
+    except BaseException:
+        run_cli("delete", "--name", name, check=False)  # whatever a failed load left behind
+        raise
+    yield name, model
+    run_cli("delete", "--name", name)
 
 
 @pytest.fixture
@@ -137,17 +139,28 @@ def chrome(tmp_path):
 
 
 # ----------------------------------------------------------------------- Browser actions
+def by_testid(testid: str) -> tuple[str, str]:
+    return By.CSS_SELECTOR, f'[data-testid="{testid}"]'
+
+
 def wait_until(browser, condition, what: str, timeout: float = UI_TIMEOUT_S):
+    """``condition``'s first truthy value. React re-renders the frames under our feet, so an
+    element gone stale between two calls just means: look again at the next poll."""
+    wait = WebDriverWait(browser, timeout, poll_frequency=0.2,
+                         ignored_exceptions=[StaleElementReferenceException])
     try:
-        return WebDriverWait(browser, timeout, poll_frequency=0.2).until(condition)
+        return wait.until(condition)
     except TimeoutException:
-        pytest.fail(f"Neo4j Browser: timed out after {timeout} s waiting for {what}",
-                    pytrace=False)
+        frames = browser.execute_script(
+            "return [...document.querySelectorAll('[data-testid=\"frame\"]')]"
+            ".map(frame => frame.innerText.slice(0, 400));")
+        pytest.fail(f"Neo4j Browser: timed out after {timeout} s waiting for {what}; frames on "
+                    "screen, newest first:\n" + "\n---\n".join(frames), pytrace=False)
 
 
 def settled(locator):
     """Expected condition: the element is displayed and has not moved since the last poll
-    (the connect frame slides in from above, and typing into a moving field is lost)."""
+    (the connect frame slides in from above, and keys sent to a moving field are lost)."""
     last_rect = {}
 
     def condition(browser):
@@ -160,10 +173,6 @@ def settled(locator):
         return elements[0] if stable else False
 
     return condition
-
-
-def by_testid(testid: str) -> tuple[str, str]:
-    return By.CSS_SELECTOR, f'[data-testid="{testid}"]'
 
 
 def connect(browser, uri: str, user: str, password: str, database: str | None) -> None:
@@ -180,17 +189,17 @@ def connect(browser, uri: str, user: str, password: str, database: str | None) -
     browser.find_element(*by_testid("username")).send_keys(user)
     browser.find_element(*by_testid("password")).send_keys(password)
     browser.find_element(*by_testid("connect")).click()
-    # The banner goes as soon as the Bolt connection opens, but commands sent before the
-    # Browser has also listed the databases fail with "No connection found": wait until the
+
+    # The banner goes as soon as the Bolt connection opens, but a command sent before the
+    # Browser has also listed the databases fails with "No connection found": wait until the
     # editor's prompt names the database ("neo4j$" instead of "$").
+    def prompt_names_database(browser):
+        prompt = browser.find_element(By.CSS_SELECTOR,
+                                      '[data-testid="activeEditor"] .line-numbers').text
+        return prompt == f"{database}$" if database else len(prompt) > 1 and prompt[-1] == "$"
+
     wait_until(browser, EC.invisibility_of_element_located(by_testid("disconnectedBanner")),
                "the connection (wrong password?)")
-    def prompt_names_database(browser):
-        prompts = browser.find_elements(By.CSS_SELECTOR,
-                                        '[data-testid="activeEditor"] .line-numbers')
-        return any(p.text.endswith("$") and p.text != "$"
-                   and (not database or p.text == f"{database}$") for p in prompts)
-
     wait_until(browser, prompt_names_database, "the editor prompt naming the database")
 
 
@@ -208,22 +217,14 @@ def run_in_editor(browser, text: str) -> None:
     browser.find_element(*by_testid("editor-Run")).click()
 
 
-def frame_for(browser, command_start: str, ready, what: str):
-    """The newest result frame whose command starts with ``command_start``, once
-    ``ready(frame)`` holds."""
-    def condition(browser):
-        for frame in browser.find_elements(*by_testid("frame")):
-            command = frame.find_elements(*by_testid("frameCommand"))
-            if command and command[0].text.strip().startswith(command_start):
-                return frame if ready(frame) else False
-        return False
-
-    try:
-        return WebDriverWait(browser, UI_TIMEOUT_S, poll_frequency=0.2).until(condition)
-    except TimeoutException:
-        frames = [f.text[:500] for f in browser.find_elements(*by_testid("frame"))]
-        pytest.fail(f"Neo4j Browser: no {what} after {UI_TIMEOUT_S} s; frames on screen:\n"
-                    + "\n---\n".join(frames), pytrace=False)
+def newest_frame(browser, command_start: str):
+    """The newest result frame whose command (shown on one line) starts with
+    ``command_start``, or None."""
+    for frame in browser.find_elements(*by_testid("frame")):
+        command = frame.find_elements(*by_testid("frameCommand"))
+        if command and command[0].text.strip().startswith(command_start):
+            return frame
+    return None
 
 
 def read_table(frame) -> list[dict[str, str]]:
@@ -266,29 +267,35 @@ def test_model_summary_in_neo4j_browser(chrome, loaded_model, graph_db, tmp_path
         json.dumps(layer.name): math.prod(layer.output.shape[1:])
         for layer in model.layers if layer.name != "flatten"}
 
-    host = urlsplit(setting("NEO4J_URI", "bolt://127.0.0.1:7687")).hostname
-    chrome.get(f"http://{host}:{setting('NEO4J_HTTP_PORT', '7474')}/browser/")
-    connect(chrome, setting("NEO4J_URI", "bolt://127.0.0.1:7687"),
-            setting("NEO4J_USER", "neo4j"), setting("NEO4J_PASSWORD"),
+    uri = setting("NEO4J_URI", "bolt://127.0.0.1:7687")
+    chrome.get(f"http://{urlsplit(uri).hostname}:{setting('NEO4J_HTTP_PORT', '7474')}/browser/")
+    connect(chrome, uri, setting("NEO4J_USER", "neo4j"), setting("NEO4J_PASSWORD"),
             setting("NEO4J_DATABASE"))
 
     run_in_editor(chrome, f":param model => '{name}'")
-    frame_for(chrome, ":param model", lambda frame: f'"model": "{name}"' in frame.text,
-              f"':param model' frame showing {name}")
+
+    def parameter_set(browser):
+        frame = newest_frame(browser, ":param model")
+        return frame is not None and f'"model": "{name}"' in frame.text
+
+    wait_until(chrome, parameter_set, f"the ':param model' frame showing {name}")
 
     query = QUERY_FILE.read_text()
     run_in_editor(chrome, query)
-    result_frame = frame_for(
-        chrome, "// name: model_summary",
-        lambda frame: frame.find_elements(By.CSS_SELECTOR, "table.relatable__table tbody tr"),
-        "model_summary result table")
-    chrome.execute_script("arguments[0].scrollIntoView(true);", result_frame)
+
+    def finished_result(browser):
+        frame = newest_frame(browser, "// name: model_summary")
+        if frame is None or "completed" not in frame.find_element(
+                *by_testid("frameStatusbar")).text:
+            return False
+        return frame, frame.find_element(*by_testid("frameCommand")).text, read_table(frame)
+
+    frame, command, table = wait_until(chrome, finished_result, "the model_summary result")
+    chrome.execute_script("arguments[0].scrollIntoView(true);", frame)
     screenshot = tmp_path / "model_summary.png"
     assert chrome.save_screenshot(str(screenshot))
     assert screenshot.stat().st_size > 0
 
-    # The frame header shows the command run, on one line: the file's text, not a retyping.
-    command = result_frame.find_element(*by_testid("frameCommand")).text
+    # The frame header shows the command that ran, on one line: the file's text, verbatim.
     assert command.split() == query.split()
-    assert read_table(result_frame) == expected
-    assert str(len(expected)) in result_frame.find_element(*by_testid("frameStatusbar")).text
+    assert table == expected
