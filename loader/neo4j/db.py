@@ -50,6 +50,14 @@ class Neo4jUnavailable(WeightgraphError):
     """Neo4j cannot be reached, or refused the credentials."""
 
 
+class Neo4jAuthError(Neo4jUnavailable):
+    """Neo4j answered and refused the credentials (retrying will not help)."""
+
+
+class Neo4jConfigError(Neo4jUnavailable):
+    """The settings cannot work: no password, a malformed URI (retrying will not help)."""
+
+
 def connect(settings: Settings | None = None) -> neo4j.Driver:
     """Open a driver and verify that an authenticated session works.
 
@@ -61,21 +69,23 @@ def connect(settings: Settings | None = None) -> neo4j.Driver:
     """
     s = settings or Settings()
     if s.neo4j_password is None:
-        raise Neo4jUnavailable("NEO4J_PASSWORD is not set: put it in the environment or in .env")
+        raise Neo4jConfigError("NEO4J_PASSWORD is not set: put it in the environment or in .env")
     try:
         driver = neo4j.GraphDatabase.driver(
             s.neo4j_uri, auth=(s.neo4j_user, s.neo4j_password.get_secret_value()),
             connection_timeout=10, max_connection_lifetime=3600,
             # Retry transient failures (a restarting server, lock timeouts) for a minute.
             max_transaction_retry_time=60, notifications_min_severity=_QUIET)
-    except ValueError as exc:
-        raise Neo4jUnavailable(f"bad NEO4J_URI {s.neo4j_uri!r}: {exc}") from None
+    except (ValueError, neo4j.exceptions.ConfigurationError) as exc:
+        # str(), not one_line(): a ConfigurationError's `message` is a generic status text.
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise Neo4jConfigError(f"bad NEO4J_URI {s.neo4j_uri!r}: {reason}") from None
     try:
         driver.verify_connectivity()
         driver.verify_authentication()
     except AuthError:
         driver.close()
-        raise Neo4jUnavailable(
+        raise Neo4jAuthError(
             f"Neo4j at {s.neo4j_uri} refused user {s.neo4j_user!r}: wrong password "
             "(check NEO4J_PASSWORD)") from None
     except (ServiceUnavailable, OSError):

@@ -310,10 +310,10 @@ def wait_until_ready(settings: Settings | None = None, timeout: float = 60.0, *,
     """
     # The driver and pydantic are imported here: the script's other subcommands need neither,
     # and the driver alone takes about half a second to import.
-    from neo4j.exceptions import AuthError, ConfigurationError, DriverError, Neo4jError
+    from neo4j.exceptions import DriverError, Neo4jError
 
     from ..config import Settings
-    from .db import Database, Neo4jUnavailable, connect
+    from .db import Database, Neo4jAuthError, Neo4jConfigError, Neo4jUnavailable, connect
 
     settings = settings or Settings()
     uri = settings.neo4j_uri
@@ -321,19 +321,12 @@ def wait_until_ready(settings: Settings | None = None, timeout: float = 60.0, *,
     while True:
         try:
             driver = connect(settings)
-        except Neo4jUnavailable as exc:
-            # connect() raises one-line errors `from None`; the driver's error is still the
-            # context, and it tells a refused password (final) from a server that is not up
-            # yet (retried).
-            cause = exc.__context__
-            if isinstance(cause, AuthError):
-                raise CredentialsRefused(str(exc)) from None
-            if not isinstance(cause, (Neo4jError, DriverError, OSError)):
-                raise NotReady(str(exc)) from None  # no password, malformed URI
+        except Neo4jAuthError as exc:
+            raise CredentialsRefused(str(exc)) from None
+        except Neo4jConfigError as exc:
+            raise NotReady(str(exc)) from None
+        except Neo4jUnavailable as exc:  # not up yet: try again
             last = str(exc)
-        except ConfigurationError as exc:  # a URI scheme the driver does not know
-            # str(), not one_line(): this error's `message` is a generic GQL status text.
-            raise NotReady(f"bad NEO4J_URI {uri!r}: {str(exc).splitlines()[0]}") from None
         else:
             try:
                 with Database(driver, settings.neo4j_database).session() as session:
