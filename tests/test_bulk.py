@@ -7,13 +7,14 @@ marker and run after every other test (see conftest.py).
 import numpy as np
 import pytest
 
-from loader.neo4j.bulk import BulkLoadError
+from loader.neo4j.load import BulkLoadError
 from loader.neo4j.db import connect
 from loader.graph.forward import execute_arrays
 from loader.graph.neuron_graph import NeuronGraph
-from loader.keras.model import layer_outputs, walk
-from loader.neo4j.load import delete_model, load, model_exists, verify
+from loader.neo4j.load import load
+from loader.neo4j.models import delete_model, model_exists, verify
 from neo4j_helpers import layer_sums, read_back
+from oracle import assert_matches_keras
 from test_load import residual_model
 
 
@@ -47,8 +48,7 @@ def test_bulk_load_gives_the_online_graph(driver):
         layers, nodes, edges = read_back(driver, "bulk_twin")
         x = np.random.default_rng(9).normal(size=(2,) + g.entries[0].output.shape).astype("f4")
         ours = execute_arrays(layers, nodes, edges, x)
-        want = layer_outputs(walk(model), x)["dense"]
-        assert np.abs(ours["dense"] - want).max() <= 1e-4 * np.abs(want).max()
+        assert_matches_keras(ours, model, x, shape_only_included=False)  # per layer, model(x)
         assert driver.execute_query("SHOW CONSTRAINTS YIELD name RETURN count(*) AS c"
                                     ).records[0]["c"] >= 3
     finally:

@@ -16,10 +16,10 @@ from keras import layers
 from loader.cli import main
 from loader.graph.forward import execute_arrays
 from loader.graph.neuron_graph import NeuronGraph
-from loader.keras.model import layer_outputs, walk
-from loader.neo4j.load import LoadError, load, model_exists, verify
+from loader.neo4j.load import LoadError, load
+from loader.neo4j.models import model_exists, verify
 from neo4j_helpers import layer_sums, read_back
-from oracle import randomise_weights
+from oracle import assert_matches_keras, randomise_weights
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,11 +66,7 @@ def test_loaded_graph_read_back_with_cypher_executes_to_keras(driver, model_name
     layer_list, nodes, edges = read_back(driver, name)
     x = np.random.default_rng(5).normal(size=(3,) + g.entries[0].output.shape).astype("float32")
     ours = execute_arrays(layer_list, nodes, edges, x)
-    theirs = layer_outputs(walk(model), x)
-    for layer, want in theirs.items():
-        if layer in ours:
-            err = np.abs(ours[layer] - want).max() / max(np.abs(want).max(), 1e-6)
-            assert err <= 1e-4, (layer, err)
+    assert_matches_keras(ours, model, x, shape_only_included=False)  # per layer, and model(x)
     assert set(ours) >= {"add", "max_pooling2d", "average_pooling2d", "dense"}
 
 

@@ -151,15 +151,28 @@ def _sequential_as_functional(model):
     return functional
 
 
-def _unique(name, used):
-    n = used.get(name, 0)
-    used[name] = n + 1
-    return name if n == 0 else f"{name}@{n}"
+def _call_name(op, node, model_nodes: set, used: dict) -> str:
+    """``name`` for a layer's first call in this model, ``name@n`` for its n-th after that.
+
+    Calls are numbered in Keras's own order (the layer's ``_inbound_nodes``, this model's
+    only), not in walk order: a shared layer first called deep in the graph keeps its plain
+    name there. A name another layer already took (nested models may repeat one) gets the
+    next free ``@n``.
+    """
+    calls = [n for n in getattr(op, "_inbound_nodes", []) if id(n) in model_nodes]
+    k = next((i for i, n in enumerate(calls) if n is node), 0)
+    name = op.name if k == 0 else f"{op.name}@{k}"
+    while name in used:
+        k += 1
+        name = f"{op.name}@{k}"
+    used[name] = True
+    return name
 
 
 def _walk_functional(model, calls, used, alias, top, seen_models):
     keras = _keras()
     nodes_by_depth = model._nodes_by_depth
+    model_nodes = {id(n) for nodes in nodes_by_depth.values() for n in nodes}
     for depth in sorted(nodes_by_depth, reverse=True):
         for node in nodes_by_depth[depth]:
             op = node.operation
@@ -167,7 +180,7 @@ def _walk_functional(model, calls, used, alias, top, seen_models):
             out_ids = [id(t) for t in node.outputs]
             if node.is_input:
                 if top:
-                    calls.append(Call(_unique(op.name, used), op, "InputLayer", [], out_ids,
+                    calls.append(Call(_call_name(op, node, model_nodes, used), op, "InputLayer", [], out_ids,
                                       [tuple(t.shape) for t in node.outputs], node, []))
                 continue
             if isinstance(op, keras.Model):
@@ -182,7 +195,7 @@ def _walk_functional(model, calls, used, alias, top, seen_models):
                 for t_outer, t_inner in zip(node.outputs, inner.outputs):
                     alias[id(t_outer)] = id(t_inner)
                 continue
-            calls.append(Call(_unique(op.name, used), op, type(op).__name__, [], out_ids,
+            calls.append(Call(_call_name(op, node, model_nodes, used), op, type(op).__name__, [], out_ids,
                               [tuple(t.shape) for t in node.outputs], node, in_ids))
 
 
@@ -192,39 +205,3 @@ def _resolve(i, alias):
         seen.add(i)
         i = alias[i]
     return i
-
-
-def layer_outputs(calls: list[Call], inputs) -> dict:
-    """Keras's own value of every call's output, computed call by call (nested models too).
-
-    ``inputs``: array for a single-input model, or dict input name -> array (with batch axis).
-    """
-    import numpy as np
-
-    keras = _keras()
-    in_calls = [c for c in calls if c.is_input]
-    if not isinstance(inputs, dict):
-        inputs = {in_calls[0].name: inputs}
-    values: dict[int, object] = {}
-    out: dict[str, np.ndarray] = {}
-    for c in calls:
-        if c.is_input:
-            values[c.outputs[0]] = keras.ops.convert_to_tensor(
-                np.asarray(inputs[c.name], dtype="float32"))
-        else:
-            table = {raw: values[res] for raw, res in zip(c.raw_inputs, c.inputs)}
-            args, kwargs = c.node.arguments.fill_in(table)
-            if "training" in _call_params(c.op):
-                kwargs = dict(kwargs, training=False)
-            values[c.outputs[0]] = c.op(*args, **kwargs)
-        out[c.name] = np.asarray(keras.ops.convert_to_numpy(values[c.outputs[0]]))
-    return out
-
-
-def _call_params(op) -> set:
-    import inspect
-
-    try:
-        return set(inspect.signature(op.call).parameters)
-    except (TypeError, ValueError, AttributeError):
-        return set()
