@@ -1,3 +1,5 @@
+// Generated from one stage by loader/neo4j/receptive_field.py: do not edit by hand. Regenerate:
+//   python -m loader.neo4j.receptive_field > queries/receptive_field.cypher
 // name: receptive_field
 // description: Every input neuron that reaches the neuron ($layer, $index), with the NUMBER OF
 //   PATHS from it, counted without enumerating paths (they explode: ~8e17 paths reach one
