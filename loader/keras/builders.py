@@ -213,11 +213,9 @@ def build_pool(call, xs, alloc):
     if not is_max:
         table = PairTable([average_axis(a, o) for a, o in zip(table.axes, out_shape[:rank])],
                           table.out_spatial, table.in_spatial, table.kernel_spatial)
-    op = WindowedOp(inp=x, out_shape=out_shape, offset=alloc(out_shape), pairs=table,
-                    groups=x.shape[-1], kernel=None, op="max" if is_max else "sum",
-                    params={"pool_size": list(pool), "strides": list(strides),
-                            "padding": layer.padding})
-    return [_neurons(call, op)]
+    return _pool_neurons(call, x, out_shape, table, alloc,
+                         {"pool_size": list(pool), "strides": list(strides),
+                          "padding": layer.padding})
 
 
 def build_global_pool(call, xs, alloc):
@@ -231,9 +229,16 @@ def build_global_pool(call, xs, alloc):
     if not is_max:
         axes = [average_axis(a, 1) for a in axes]
     table = PairTable(axes, (1,) * len(spatial), spatial, spatial)
+    return _pool_neurons(call, x, out_shape, table, alloc,
+                         {"keepdims": bool(getattr(layer, "keepdims", False))})
+
+
+def _pool_neurons(call, x, out_shape, table, alloc, params):
+    """Max pooling: op ``max`` over the window; average pooling: op ``sum`` with the weights
+    the table already carries (``average_axis``). Channels never mix (one group each)."""
     op = WindowedOp(inp=x, out_shape=out_shape, offset=alloc(out_shape), pairs=table,
-                    groups=x.shape[-1], kernel=None, op="max" if is_max else "sum",
-                    params={"keepdims": bool(getattr(layer, "keepdims", False))})
+                    groups=x.shape[-1], kernel=None,
+                    op="max" if "Max" in call.class_name else "sum", params=params)
     return [_neurons(call, op)]
 
 

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, one_line
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -58,7 +58,7 @@ def load_model(model, *, weights="default", input_shape=None, include_top=True):
             m = keras.models.load_model(path, compile=False)
         except Exception as exc:  # keras raises many types for a damaged file
             raise ModelLoadError(f"{path} is not a readable Keras model file "
-                                 f"({_one_line(exc)})") from None
+                                 f"({one_line(exc)})") from None
         file_weights = None if weights == "default" else weights
     elif isinstance(model, str):
         names = application_names()
@@ -78,9 +78,9 @@ def load_model(model, *, weights="default", input_shape=None, include_top=True):
         try:
             m = fn(**kwargs)
         except ValueError as exc:
-            raise ModelLoadError(f"{names[key]}: {_one_line(exc)}") from None
+            raise ModelLoadError(f"{names[key]}: {one_line(exc)}") from None
         except Exception as exc:  # download failures and the like
-            raise ModelLoadError(f"{names[key]} (weights={app_weights}): {_one_line(exc)}") from None
+            raise ModelLoadError(f"{names[key]} (weights={app_weights}): {one_line(exc)}") from None
         input_shape = None
     else:
         raise ModelLoadError(f"not a model: {model!r}")
@@ -90,7 +90,7 @@ def load_model(model, *, weights="default", input_shape=None, include_top=True):
         try:
             m.load_weights(file_weights)
         except Exception as exc:
-            raise ModelLoadError(f"cannot load weights {file_weights}: {_one_line(exc)}") from None
+            raise ModelLoadError(f"cannot load weights {file_weights}: {one_line(exc)}") from None
     if input_shape is not None:
         m = _with_input_shape(m, tuple(input_shape))
     return m
@@ -105,12 +105,7 @@ def _with_input_shape(m, shape):
         return clone
     except Exception as exc:
         raise ModelLoadError(f"cannot rebuild {m.name} at input shape {shape}: "
-                             f"{_one_line(exc)}") from None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+                             f"{one_line(exc)}") from None
 
 
 @dataclass
