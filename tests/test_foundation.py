@@ -72,3 +72,20 @@ def test_no_neo4j_is_a_clear_error_not_a_traceback():
     assert result.exit_code == 1
     assert result.output.strip().startswith("Error: cannot reach Neo4j")
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args", [
+    ["verify", "--name", "anything"],
+    ["delete", "--name", "anything"],
+    ["query", "model_summary", "--model", "anything"],
+    ["pull", "--name", "anything", "-o", "x.graphml"],
+    ["ping"],
+])
+def test_every_command_talks_to_the_configured_database(args, tmp_path, monkeypatch):
+    """NEO4J_DATABASE reaches readers and writers alike: a database the server lacks is the
+    same one-line error for each of them, naming it (one Database choice for every command)."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, args, env={"NEO4J_DATABASE": "wgmissing"})
+    assert result.exit_code == 1, result.output
+    line = result.output.strip()
+    assert "no database 'wgmissing'" in line and "\n" not in line and "Traceback" not in line

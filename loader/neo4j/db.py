@@ -120,7 +120,28 @@ class Database:
     def connect(cls, settings: Settings | None = None, name: str | None = None) -> Database:
         """A verified connection from ``settings`` (default: the environment and ``.env``)."""
         settings = settings or Settings()
-        return cls(connect(settings), name or settings.neo4j_database, owns_driver=True)
+        db = cls(connect(settings), name or settings.neo4j_database, owns_driver=True)
+        try:
+            db.check_exists()
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def check_exists(self) -> None:
+        """A one-line :class:`Neo4jConfigError` when the server has no database of this name
+        (rather than the driver's error at the first statement of a command)."""
+        try:
+            with self.session(read=True) as s:
+                s.run("RETURN 1").consume()
+        except neo4j.exceptions.ClientError as exc:
+            if not (exc.code or "").endswith("DatabaseNotFound"):
+                raise
+            with self.driver.session(database="system") as s:
+                names = [r["name"] for r in s.run("SHOW DATABASES YIELD name")]
+            raise Neo4jConfigError(
+                f"Neo4j has no database {self.name!r} (NEO4J_DATABASE); it has: "
+                + ", ".join(n for n in names if n != "system")) from None
 
     def close(self) -> None:
         if self._owns_driver:
