@@ -13,7 +13,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from loader.analysis.report import analyze, estimate_costs, parse_subgraph, receptive_field_paths
+from loader.analysis import analyze, estimate_costs, parse_subgraph, receptive_field_paths
 from loader.errors import SelectionError, TooLargeError
 from loader.graph.neuron_graph import NeuronGraph
 from loader.sinks.networkx import to_networkx

@@ -1,0 +1,209 @@
+"""The report's figures, written as PNG files: weight histograms, degree and strength box
+plots, the receptive-field map and the metrics' summary.
+
+Every function takes what the sources computed (:class:`~loader.analysis.sources.LayerStats`,
+path maps, a metrics result) and returns the files it wrote. Matplotlib runs headless
+(``Agg``), so reports can be written on a server.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import networkx as nx
+import numpy as np
+
+from .sources import LayerStats
+
+_MAX_PANELS = 24  # layers per figure before a second figure starts
+_BLUE, _ORANGE, _GREEN = "#3b75af", "#e1812c", "#55a868"
+
+
+def _pyplot():
+    import matplotlib
+
+    # Before pyplot is imported: no display is needed, whatever the environment says.
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _grid(n: int) -> tuple[int, int]:
+    """Rows and columns (at most 4) for ``n`` panels."""
+    cols = min(4, max(1, n))
+    return math.ceil(n / cols), cols
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=90)
+    _pyplot().close(fig)
+    return path
+
+
+def plot_weight_histograms(stats: Sequence[LayerStats], out_dir: Path) -> list[Path]:
+    """One histogram panel per layer with weights, :data:`_MAX_PANELS` panels per figure.
+
+    Returns
+    -------
+    list of Path
+        ``weights.png``, then ``weights_2.png``... when there are more layers.
+    """
+    plt = _pyplot()
+    layers = [s for s in stats if s.counts is not None]
+    paths = []
+    for page, start in enumerate(range(0, len(layers), _MAX_PANELS)):
+        chunk = layers[start:start + _MAX_PANELS]
+        rows, cols = _grid(len(chunk))
+        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+        for ax, s in zip(axes.flat, chunk):
+            centers = (s.bins[:-1] + s.bins[1:]) / 2
+            ax.bar(centers, s.counts, width=s.bins[1] - s.bins[0], color=_BLUE)
+            nonzero = s.counts[s.counts > 0]
+            # Log scale only where bins differ by 100x (conv weights are few distinct values).
+            if len(nonzero) and nonzero.max() > 100 * nonzero.min():
+                ax.set_yscale("log")
+            sampled = "" if s.sampled >= 1 else f", {s.sampled:.0%} sample"
+            ax.set_title(f"{s.layer['name']} ({s.edges:,} edges{sampled})", fontsize=9)
+            ax.set_xlabel("weight", fontsize=8)
+            ax.tick_params(labelsize=7)
+        for ax in list(axes.flat)[len(chunk):]:
+            ax.axis("off")
+        fig.suptitle("Weight histogram per layer (edges entering the layer)")
+        fig.tight_layout()
+        suffix = "" if page == 0 else f"_{page + 1}"
+        paths.append(_save(fig, out_dir / f"weights{suffix}.png"))
+    return paths
+
+
+def plot_distributions(stats: Sequence[LayerStats], out_dir: Path, what: str) -> Path | None:
+    """Box plots per layer of the in- and out-values of ``what``.
+
+    Parameters
+    ----------
+    what : "degree" or "strength"
+        Edges per neuron, or their sum of ``|weight|``. Out-values are left out when a layer
+        has none (see the sources).
+
+    Returns
+    -------
+    Path or None
+        ``degree.png`` / ``strength.png``; None when no layer has the values.
+    """
+    plt = _pyplot()
+    layers = [s for s in stats if getattr(s, f"in_{what}") is not None and s.neurons]
+    if not layers:
+        return None
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(layers) + 2), 4.5))
+    pos = np.arange(len(layers), dtype=float)
+    for shift, direction, color in ((-0.18, "in", _BLUE), (0.18, "out", _ORANGE)):
+        data = [getattr(s, f"{direction}_{what}") for s in layers]
+        if any(d is None for d in data):
+            continue
+        # A fully sampled-out layer has no values; boxplot needs at least one.
+        data = [d if len(d) else np.zeros(1) for d in data]
+        bp = ax.boxplot(data, positions=pos + shift, widths=0.32, patch_artist=True,
+                        showfliers=False, manage_ticks=False)
+        for patch in bp["boxes"]:
+            patch.set_facecolor(color)
+        # boxplot makes no legend entry: draw an empty thick line for one.
+        ax.plot([], [], color=color, linewidth=8, label=f"{direction}-{what}")
+    ax.set_xticks(pos)
+    ax.set_xticklabels([s.layer["name"] for s in layers], rotation=45, ha="right", fontsize=8)
+    ax.set_yscale("symlog")
+    label = "edges" if what == "degree" else "sum of |weight|"
+    ax.set_ylabel(label)
+    ax.set_title(f"{what.capitalize()} distribution per layer ({label})")
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, out_dir / f"{what}.png")
+
+
+def plot_receptive_field(maps: dict[str, np.ndarray], layers: list[dict], neuron: str,
+                         out_dir: Path) -> list[Path]:
+    """A heat map of ``log10(1 + paths)`` per input position, summed over channels.
+
+    Parameters
+    ----------
+    maps : dict
+        Input layer name -> paths per input neuron (see
+        :func:`loader.analysis.receptive_field_paths`).
+    layers : list of dict
+        The model's layers table (for the input shapes).
+    neuron : str
+        ``"LAYER:INDEX"``, for the title.
+
+    Returns
+    -------
+    list of Path
+        ``receptive_field.png``, or ``receptive_field_<input>.png`` per input when there are
+        several.
+    """
+    plt = _pyplot()
+    paths = []
+    shapes = {l["name"]: l["output_shape"] for l in layers}
+    for name, values in maps.items():
+        shape = list(shapes[name])
+        arr = values.reshape(shape)
+        if arr.ndim >= 3:  # (..., rows, columns, channels): an image per position
+            image = arr.reshape(-1, shape[-3], shape[-2], shape[-1]).sum(axis=(0, 3))
+        elif arr.ndim == 2:  # (steps, channels): one row
+            image = arr.sum(axis=1)[None, :]
+        else:
+            image = arr[None, :]
+        fig, ax = plt.subplots(figsize=(5.5, 4.8))
+        im = ax.imshow(np.log10(1.0 + image), cmap="magma", interpolation="nearest")
+        fig.colorbar(im, ax=ax, label="log10(1 + paths)")
+        reached = int((values > 0).sum())
+        ax.set_title(f"Receptive field of {neuron}\n{name}: {reached:,} input neurons reached, "
+                     f"{values.sum():.3g} paths", fontsize=9)
+        ax.set_xlabel("column")
+        ax.set_ylabel("row")
+        fig.tight_layout()
+        suffix = "" if len(maps) == 1 else f"_{name}"
+        paths.append(_save(fig, out_dir / f"receptive_field{suffix}.png"))
+    return paths
+
+
+def plot_metrics(G: nx.DiGraph, results: dict, out_dir: Path) -> Path | None:
+    """One panel per metric: PageRank and betweenness summed per layer, community sizes.
+
+    Parameters
+    ----------
+    G : networkx.DiGraph
+        The subgraph (its nodes carry ``layer`` and ``layer_index``).
+    results : dict
+        :func:`loader.analysis.metrics.run_metrics`'s results.
+
+    Returns
+    -------
+    Path or None
+        ``metrics.png``; None when no metric ran.
+    """
+    plt = _pyplot()
+    panels = [k for k in ("pagerank", "betweenness", "communities") if k in results]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    layer_of = {n: d.get("layer", "?") for n, d in G.nodes(data=True)}
+    order = sorted({(d.get("layer_index", 0), d.get("layer", "?")) for _, d in G.nodes(data=True)})
+    names = [name for _, name in order]
+    for ax, key in zip(axes.flat, panels):
+        if key == "communities":
+            sizes = sorted((len(c) for c in results[key]), reverse=True)
+            ax.bar(range(len(sizes)), sizes, color=_GREEN)
+            ax.set_title(f"{len(sizes)} communities (Louvain): sizes")
+            ax.set_xlabel("community")
+            ax.set_ylabel("neurons")
+        else:
+            total = {n: 0.0 for n in names}
+            for node, value in results[key].items():
+                total[layer_of[node]] += value
+            ax.bar(range(len(names)), [total[n] for n in names], color=_BLUE)
+            ax.set_xticks(range(len(names)))
+            ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+            ax.set_title(f"{key}: sum per layer")
+    fig.tight_layout()
+    return _save(fig, out_dir / "metrics.png")
