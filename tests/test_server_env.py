@@ -72,6 +72,7 @@ def test_the_environment_wins(tmp_path, no_password_env, monkeypatch):
     env.write_text("NEO4J_PASSWORD=from-the-file\nNEO4J_HEAP_SIZE=2g\n")
     monkeypatch.setenv("NEO4J_PASSWORD", "from-the-environment")
     monkeypatch.setenv("NEO4J_HEAP_SIZE", "3g")
+    monkeypatch.delenv("NEO4J_PAGECACHE_SIZE", raising=False)
     assert ensure_password(env) == ("from-the-environment", False)
     assert env.read_text() == "NEO4J_PASSWORD=from-the-file\nNEO4J_HEAP_SIZE=2g\n"
     assert env_value("NEO4J_HEAP_SIZE", env, "4g") == "3g"
