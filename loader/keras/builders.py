@@ -58,6 +58,12 @@ def _tuple(v, rank):
     return tuple(int(x) for x in v)
 
 
+def _spatial(call: Call, xs) -> tuple:
+    """A spatial layer's (layer, input tensor ids, output shape), refusing channels_first."""
+    _channels_last(call.op)
+    return call.op, xs[0], _shape(call)
+
+
 def _channels_last(layer):
     fmt = getattr(layer, "data_format", "channels_last")
     if fmt not in (None, "channels_last"):
@@ -131,10 +137,7 @@ def build_depthwise(call, xs, alloc):
 
 
 def build_separable(call, xs, alloc):
-    layer = call.op
-    _channels_last(layer)
-    x = xs[0]
-    out_shape = _shape(call)
+    layer, x, out_shape = _spatial(call, xs)
     rank = len(out_shape) - 1
     dw = _np(layer.depthwise_kernel)
     pw = _np(layer.pointwise_kernel)
@@ -161,10 +164,7 @@ def build_separable(call, xs, alloc):
 
 
 def build_conv_transpose(call, xs, alloc):
-    layer = call.op
-    _channels_last(layer)
-    x = xs[0]
-    out_shape = _shape(call)
+    layer, x, out_shape = _spatial(call, xs)
     rank = len(out_shape) - 1
     kernel = _np(layer.kernel)  # (k..., cout, cin)
     ksize = kernel.shape[:rank]
@@ -201,10 +201,7 @@ def build_dense(call, xs, alloc):
 
 
 def build_pool(call, xs, alloc):
-    layer = call.op
-    _channels_last(layer)
-    x = xs[0]
-    out_shape = _shape(call)
+    layer, x, out_shape = _spatial(call, xs)
     rank = len(out_shape) - 1
     pool = _tuple(layer.pool_size, rank)
     strides = _tuple(layer.strides if layer.strides is not None else pool, rank)
@@ -219,10 +216,7 @@ def build_pool(call, xs, alloc):
 
 
 def build_global_pool(call, xs, alloc):
-    layer = call.op
-    _channels_last(layer)
-    x = xs[0]
-    out_shape = _shape(call)
+    layer, x, out_shape = _spatial(call, xs)
     spatial = x.shape[:-1]
     is_max = "Max" in call.class_name
     axes = [whole_axis(n) for n in spatial]
@@ -243,10 +237,7 @@ def _pool_neurons(call, x, out_shape, table, alloc, params):
 
 
 def build_upsampling(call, xs, alloc):
-    layer = call.op
-    _channels_last(layer)
-    x = xs[0]
-    out_shape = _shape(call)
+    layer, x, out_shape = _spatial(call, xs)
     rank = len(out_shape) - 1
     size = _tuple(layer.size, rank)
     interpolation = getattr(layer, "interpolation", "nearest")
