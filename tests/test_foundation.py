@@ -41,9 +41,9 @@ def test_neo4j_browser_is_served():
     assert r.status == 200 and "<title>Neo4j Browser</title>" in page
 
 
-def test_compose_names_the_local_scripts_neo4j_version():
-    version = re.search(r"^NEO4J_VERSION=(\S+)", (REPO / "scripts/neo4j-local").read_text(),
-                        re.M).group(1)
+def test_compose_names_the_local_servers_neo4j_version():
+    from loader.neo4j.jars import NEO4J_VERSION as version
+
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     neo4j = compose["services"]["neo4j"]
     assert neo4j["image"] == f"neo4j:{version}-community"

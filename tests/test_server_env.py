@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loader.neo4j.server import ServerError, ensure_password, env_value, read_env_file
+from loader.neo4j.local_server import ServerError, ensure_password, env_value, read_env_file
 
 REPO = Path(__file__).resolve().parent.parent
 

