@@ -36,14 +36,15 @@ from pathlib import Path
 import neo4j
 
 from ..config import Settings
-from ..errors import WeightgraphError
+from ..errors import WeightgraphError, one_line
 from ..graph.neuron_graph import NeuronGraph
 from ..sinks.neo4j_csv import Neo4jCSVSink
 from ..sinks.neo4j_online import Neo4jOnlineSink
 from ..terminal import progress as progress_bar
 from .db import Database, Neo4jUnavailable, using
-from .models import (LayerChecksums, check_name, create_model_node, delete_model,
-                     layer_checksums, model_node, same_checksums, set_model_state)
+from .models import (LayerChecksums, check_name, create_model_node, delete_graph,
+                     layer_checksums, model_node, reset_model_node, same_checksums,
+                     set_model_state, state_of)
 from .schema import create_schema
 from .server import ServerControl, server_control
 
@@ -145,17 +146,30 @@ def _model_props(graph: NeuronGraph, mode: str, batch_size: int, checksums: dict
 # ---------------------------------------------------------------------------- online
 def _load_online(db: Database, graph: NeuronGraph, name: str, *, batch_size, workers, replace,
                  resume, progress, source) -> LoadSummary:
+    """States (see :mod:`loader.neo4j.models`): a new load creates its Model node ``loading``
+    before the first neuron; ``--replace`` first rewrites the existing node to describe the
+    new graph in state ``replacing`` (one transaction), deletes the old graph, then marks it
+    ``loading``; ``complete`` is written after the last batch committed. ``--resume`` of a
+    ``replacing`` model finishes the delete, then loads everything."""
     create_schema(db)
     existing = model_node(db, name)
     if existing is not None and not (replace or resume):
-        raise LoadError(f"model {name!r} is already in Neo4j ({existing.get('state')}): "
+        raise LoadError(f"model {name!r} is already in Neo4j ({state_of(existing)}): "
                         "use --replace to load it again or --resume to finish it")
+    start = time.perf_counter()
     if resume:
         if existing is None:
             raise LoadError(f"nothing to resume: no model {name!r} in Neo4j")
-        if existing.get("state") == "complete":
+        state = state_of(existing)
+        if state == "complete":
             return LoadSummary(name, existing.get("mode", "online"), graph.n_nodes, 0, 0.0,
                                extra={"note": "already complete"})
+        if state == "deleting":
+            raise LoadError(f"model {name!r} is being deleted: finish with `weightgraph delete "
+                            f"--name {name}`, then load it, or load with --replace")
+        if existing.get("mode") == "bulk":
+            raise LoadError(f"model {name!r} came from a bulk load, which does not resume: "
+                            "load it again with --replace")
         if (existing.get("selection") != graph.selection
                 or existing.get("edges") != graph.n_edges):
             raise LoadError(f"model {name!r} in Neo4j was loaded from a different graph "
@@ -167,16 +181,22 @@ def _load_online(db: Database, graph: NeuronGraph, name: str, *, batch_size, wor
             raise LoadError(f"model {name!r}: these weights differ from the interrupted "
                             "load's (random initialisation?); resume from the same model "
                             "file, or use --replace")
+        if state == "replacing":
+            delete_graph(db, name)
+        if state != "loading":
+            set_model_state(db, name, state="loading", error=None)
         done = {r["key"] for r in db.read("MATCH (b:LoadBatch {model: $name}) "
                                           "RETURN b.key AS key", name=name)}
     else:
-        if existing is not None:
-            delete_model(db, name)
-        done = set()
-    start = time.perf_counter()
-    if not resume:
         props = _model_props(graph, "online", batch_size, layer_checksums(graph), source)
-        create_model_node(db, name, {**props, "state": "loading", "started_at": time.time()})
+        if existing is None:
+            create_model_node(db, name, {**props, "state": "loading", "started_at": time.time()})
+        else:
+            reset_model_node(db, name, {**props, "state": "replacing",
+                                        "started_at": time.time()})
+            delete_graph(db, name)
+            set_model_state(db, name, state="loading")
+        done = set()
     sink = Neo4jOnlineSink(db, name, graph.total_neurons, workers=workers, done=done)
     try:
         with progress_bar(graph.n_nodes, "neurons", enabled=progress, unit="node") as bar:
@@ -189,12 +209,24 @@ def _load_online(db: Database, graph: NeuronGraph, name: str, *, batch_size, wor
             for eb in graph.iter_edge_batches(batch_size):
                 sink.write_edges(eb)
             sink.close()
-    except BaseException:
+    except BaseException as exc:
         sink.abort()
+        _record_failure(db, name, exc)
         raise
     seconds = time.perf_counter() - start
     set_model_state(db, name, state="complete", completed_at=time.time(), load_seconds=seconds)
     return LoadSummary(name, "online", graph.n_nodes, graph.n_edges, seconds, sink.skipped)
+
+
+def _record_failure(db: Database, name: str, exc: BaseException) -> None:
+    """Mark the model ``failed`` with the reason, where the error was the load's own (a lost
+    server cannot be told, and an interrupted load stays ``loading``: both resume)."""
+    if not isinstance(exc, WeightgraphError) or isinstance(exc, Neo4jUnavailable):
+        return
+    try:
+        set_model_state(db, name, state="failed", error=one_line(exc), failed_at=time.time())
+    except neo4j.exceptions.Neo4jError:
+        pass
 
 
 # ---------------------------------------------------------------------------- bulk
