@@ -101,16 +101,22 @@ def verify_command(name):
 def delete_command(name):
     """Delete a loaded graph, in bounded transactions.
 
+    The model is marked `deleting` before anything goes, so readers refuse it from the
+    first moment; a delete that was interrupted finishes when run again.
+
     \b
     Example:
       weightgraph delete --name vgg16_block1
     """
     from ..neo4j.db import Database
-    from ..neo4j.models import ModelNotFound, check_name, delete_model, model_node
+    from ..neo4j.models import ModelNotFound, check_name, delete_model, model_node, state_of
 
     check_name(name)
     with Database.connect() as db:
-        if model_node(db, name) is None:
+        props = model_node(db, name)
+        if props is None:
             raise ModelNotFound(f"no model {name!r} in Neo4j")
+        if state_of(props) == "deleting":
+            click.echo(f"{name} is `deleting` (an interrupted delete): finishing it")
         n = delete_model(db, name)
     click.echo(f"deleted {name}: {n:,} nodes and relationships")
