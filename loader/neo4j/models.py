@@ -35,6 +35,7 @@ import numpy as np
 from ..errors import SelectionError, WeightgraphError
 from ..graph.neuron_graph import NeuronGraph
 from .db import Database, using
+from .faults import kill_point
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
@@ -298,6 +299,7 @@ def delete_model(driver, name: str, database: str | None = None, *, chunk: int =
         db.write("MATCH (m:Model {name: $name}) SET m.state = 'deleting', "
                  "m.deleting_since = coalesce(m.deleting_since, timestamp())", name=name)
         deleted = delete_graph(db, name, chunk=chunk)
+        kill_point("delete.before_model")
         db.write("MATCH (m:Model {name: $name}) DETACH DELETE m", name=name)
     return deleted
 
@@ -320,6 +322,7 @@ def delete_graph(db: Database, name: str, *, chunk: int = 50_000) -> int:
             break
         deleted += rec["deleted"]
         cursor = rec["last"]
+        kill_point("delete.relationships")
     for step in (_DELETE_NEURONS, _DELETE_BATCHES):
         while n := db.write_one(step, name=name, chunk=chunk)["deleted"]:
             deleted += n
