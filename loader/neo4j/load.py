@@ -349,6 +349,10 @@ def _put_back(server: ServerControl) -> None:
             server.start()
 
 
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
 _IMPORTED = re.compile(r"Imported:\s+(\d+) nodes\s+(\d+) relationships")
 
 
@@ -378,8 +382,8 @@ def check_disk_space(graph: NeuronGraph, csv_dir: Path, data_dir: Path | None) -
         wanted = sum(need[what] for what, _ in entries)
         free = shutil.disk_usage(entries[0][1]).free
         if free < wanted:
-            what = " and ".join(f"{w} ({need[w] / 1e9:.2f} GB, {p})" for w, p in entries)
+            what = " and ".join(f"{w} files ({_mb(need[w])}, {p})" for w, p in entries)
             raise BulkLoadError(f"not enough disk space for the bulk load: the {what} need "
-                                f"{wanted / 1e9:.2f} GB by the plan's estimate, "
-                                f"{free / 1e9:.2f} GB are free; nothing was changed")
+                                f"{_mb(wanted)} by the plan's estimate, {_mb(free)} are free "
+                                "there; nothing was changed")
     return need
