@@ -46,6 +46,7 @@ _API = {
     "verify": "loader.neo4j.models",
     "delete_model": "loader.neo4j.models",
     "loaded_models": "loader.neo4j.models",
+    "require_complete": "loader.neo4j.models",
     "pull": "loader.neo4j.pull",
     "pull_to_graphml": "loader.neo4j.pull",
     "run_query": "loader.neo4j.queries",

@@ -49,7 +49,7 @@ def analyze(source, out_dir: str | os.PathLike, *, neuron: str | None = None,
             subgraph: str | None = None, fmt: str = "md",
             metrics: Sequence[str] = METRICS, max_cost: float = 60.0,
             max_edges: int = 5_000_000, sample_edges: int = 20_000_000, driver=None,
-            database: str | None = None) -> Path:
+            database: str | None = None, allow_incomplete: bool = False) -> Path:
     """Write an analysis report of a neuron graph and its PNG plots into ``out_dir``.
 
     Parameters
@@ -78,6 +78,9 @@ def analyze(source, out_dir: str | os.PathLike, *, neuron: str | None = None,
         For a model name; default: a connection from the settings, closed at the end.
     database : str, optional
         The Neo4j database; default ``NEO4J_DATABASE``.
+    allow_incomplete : bool
+        Analyse a Neo4j model whose state is not ``complete`` (a partial graph); refused
+        otherwise (:func:`loader.neo4j.models.require_complete`).
 
     Returns
     -------
@@ -98,7 +101,7 @@ def analyze(source, out_dir: str | os.PathLike, *, neuron: str | None = None,
     if fmt not in ("md", "html"):
         raise WeightgraphError(f"format must be md or html, got {fmt!r}")
     metrics = check_metrics(metrics)
-    with _opened(source, driver, database) as src:
+    with _opened(source, driver, database, allow_incomplete) as src:
         return _write_report(src, Path(out_dir), neuron, subgraph, fmt, metrics, max_cost,
                              max_edges, sample_edges)
 
@@ -128,11 +131,11 @@ def receptive_field_paths(source, neuron: str, *, driver=None,
 
 
 @contextlib.contextmanager
-def _opened(source, driver, database) -> Iterator[Source]:
+def _opened(source, driver, database, allow_incomplete=False) -> Iterator[Source]:
     """The source of a model name (connected for the block) or of a NeuronGraph."""
     if isinstance(source, str):
         with using(driver, database) as db:
-            yield Neo4jSource(source, db)
+            yield Neo4jSource(source, db, allow_incomplete)
     else:
         yield GraphSource(source)
 

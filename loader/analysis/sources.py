@@ -25,7 +25,7 @@ import numpy as np
 from ..graph.neuron_graph import NeuronGraph
 from ..neo4j import stats as neo4j_stats
 from ..neo4j.db import Database
-from ..neo4j.models import LayerTable, model_info
+from ..neo4j.models import LayerTable, require_complete
 from ..neo4j.pull import plan_pull, pull
 from ..neo4j.receptive_field import receptive_field
 from ..sinks.networkx import to_networkx
@@ -285,12 +285,15 @@ class Neo4jSource(Source):
     ------
     loader.neo4j.models.ModelNotFound
         No such model.
+    loader.neo4j.models.ModelIncomplete
+        The model's state is not ``complete`` and ``allow_incomplete`` is False.
     """
 
-    def __init__(self, name: str, db: Database):
+    def __init__(self, name: str, db: Database, allow_incomplete: bool = False):
         self.name = name
         self.db = db
-        self.info = model_info(db, name)
+        self.allow_incomplete = allow_incomplete
+        self.info = require_complete(db, name, allow_incomplete)
         self.graph_data = dict(self.info["graph_data"])
         self.graph_data["name"] = name
 
@@ -350,8 +353,10 @@ class Neo4jSource(Source):
         return out
 
     def subgraph_size(self, kind: str, spec: str) -> tuple[int, int]:
-        plan = plan_pull(self.name, **{kind: spec}, driver=self.db)
+        plan = plan_pull(self.name, **{kind: spec}, driver=self.db,
+                         allow_incomplete=self.allow_incomplete)
         return plan.n_nodes, plan.n_edges
 
     def subgraph(self, kind: str, spec: str, max_edges: int) -> nx.DiGraph:
-        return pull(self.name, **{kind: spec}, driver=self.db, max_edges=max_edges)
+        return pull(self.name, **{kind: spec}, driver=self.db, max_edges=max_edges,
+                    allow_incomplete=self.allow_incomplete)

@@ -59,10 +59,13 @@ def _numeric(text: str) -> bool:
               default="table", show_default=True)
 @click.option("--list", "list_", is_flag=True, help="list the named queries and their parameters")
 @click.option("--timeout", type=float, help="seconds before the server stops the query")
+@click.option("--allow-incomplete", is_flag=True,
+              help="read a model whose state is not complete (a partial graph) instead of "
+                   "refusing it")
 @click.option("--statement", is_flag=True,
               help="run the Cypher statement even where the query names a Python procedure "
                    "(receptive_field)")
-def query(name_or_file, model, params, fmt, list_, timeout, statement):
+def query(name_or_file, model, params, fmt, list_, timeout, allow_incomplete, statement):
     """Run a named, read-only Cypher query from queries/ (or a .cypher file) on a loaded model.
 
     A query that would write is refused before it runs and the database stays unchanged.
@@ -91,7 +94,8 @@ def query(name_or_file, model, params, fmt, list_, timeout, statement):
     if model is not None:
         values["model"] = model
     with Database.connect() as db:
-        result = run_query(db, q, values, timeout=timeout, procedure=not statement)
+        result = run_query(db, q, values, timeout=timeout, procedure=not statement,
+                           allow_incomplete=allow_incomplete)
     if fmt == "json":
         click.echo(json.dumps(result.records(), indent=2, default=str))
     elif fmt == "csv":
@@ -118,8 +122,11 @@ def query(name_or_file, model, params, fmt, list_, timeout, statement):
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="FILE.graphml or FILE.graphml.gz")
 @click.option("--max-edges", type=int, help="refuse selections with more edges (default: none)")
+@click.option("--allow-incomplete", is_flag=True,
+              help="read a model whose state is not complete (a partial graph) instead of "
+                   "refusing it")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def pull(name, layer_range, cone, cypher, params, output, max_edges, quiet):
+def pull(name, layer_range, cone, cypher, params, output, max_edges, allow_incomplete, quiet):
     """Stream a loaded model (or a selection of it) from Neo4j into a GraphML file.
 
     Nothing is built in memory; sizes are counted in the database first.
@@ -141,7 +148,7 @@ def pull(name, layer_range, cone, cypher, params, output, max_edges, quiet):
     with Database.connect() as db:
         stats = pull_to_graphml(name, output, layers=layer_range, cone=cone, cypher=cypher,
                                 driver=db, params=parse_params(params), max_edges=max_edges,
-                                progress=not quiet)
+                                progress=not quiet, allow_incomplete=allow_incomplete)
     click.echo(f"wrote {output}: {stats['nodes']:,} nodes, {stats['edges']:,} edges in "
                f"{stats['seconds']:.1f} s ({stats['edges_per_s']:,.0f} edges/s)")
 
@@ -168,8 +175,11 @@ def pull(name, layer_range, cone, cypher, params, output, max_edges, quiet):
               help="refuse when the metrics are estimated to take longer (seconds)")
 @click.option("--max-edges", type=int, default=5_000_000, show_default=True,
               help="edge limit of the metrics subgraph")
+@click.option("--allow-incomplete", is_flag=True,
+              help="read a model whose state is not complete (a partial graph) instead of "
+                   "refusing it")
 def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir, fmt, metrics,
-            max_cost, max_edges):
+            max_cost, max_edges, allow_incomplete):
     """Write an analysis report (Markdown or HTML, with PNG plots) of a neuron graph.
 
     Weight histograms, degree and strength distributions per layer, the receptive-field map
@@ -200,7 +210,7 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
     try:
         path = run_analysis(source, out_dir, neuron=neuron, subgraph=subgraph, fmt=fmt,
                             metrics=chosen, max_cost=max_cost, max_edges=max_edges,
-                            driver=db)
+                            driver=db, allow_incomplete=allow_incomplete)
     finally:
         if db is not None:
             db.close()

@@ -36,7 +36,8 @@ def ping():
 @click.option("--batch-size", type=int, help="relationships per transaction (online)")
 @click.option("--workers", type=int, default=None, help="parallel writers (online)")
 @click.option("--replace", is_flag=True, help="delete an existing graph of that name first "
-                                              "(bulk: everything in the database)")
+                                              "(bulk: everything in the database, listed "
+                                              "before it goes)")
 @click.option("--resume", is_flag=True, help="finish an interrupted load of that name")
 @click.option("--server", type=click.Choice(["local", "compose"]), default="local",
               show_default=True, help="bulk: which server to stop, import into and restart")
@@ -69,7 +70,7 @@ def load_command(model, weights, input_shape, no_top, layer_range, cone, name, m
               "layers": layer_range, "cone": cone}
     summary = load(g, g.name, mode=mode, batch_size=batch_size, workers=workers, replace=replace,
                    resume=resume, progress=not quiet, source=source, server=server,
-                   csv_dir=csv_dir)
+                   csv_dir=csv_dir, notify=lambda line: click.echo(line, err=True))
     click.echo(summary.line())
     if summary.extra:
         click.echo("  " + ", ".join(f"{k}={v}" for k, v in summary.extra.items()))
@@ -101,16 +102,22 @@ def verify_command(name):
 def delete_command(name):
     """Delete a loaded graph, in bounded transactions.
 
+    The model is marked `deleting` before anything goes, so readers refuse it from the
+    first moment; a delete that was interrupted finishes when run again.
+
     \b
     Example:
       weightgraph delete --name vgg16_block1
     """
     from ..neo4j.db import Database
-    from ..neo4j.models import ModelNotFound, check_name, delete_model, model_node
+    from ..neo4j.models import ModelNotFound, check_name, delete_model, model_node, state_of
 
     check_name(name)
     with Database.connect() as db:
-        if model_node(db, name) is None:
+        props = model_node(db, name)
+        if props is None:
             raise ModelNotFound(f"no model {name!r} in Neo4j")
+        if state_of(props) == "deleting":
+            click.echo(f"{name} is `deleting` (an interrupted delete): finishing it")
         n = delete_model(db, name)
     click.echo(f"deleted {name}: {n:,} nodes and relationships")

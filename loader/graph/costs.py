@@ -21,6 +21,12 @@ GRAPHML_BYTES_PER_NODE = 330
 NEO4J_BYTES_PER_REL = 81
 NEO4J_BYTES_PER_NODE = 150
 
+# neo4j-admin CSV files of loader.sinks.neo4j_csv, gzipped: measured on the medium test model
+# of tests/test_load.py (1,358,336 relationships: 7.1 bytes each; 14,336 neurons: 11.3 bytes
+# each), rounded up for longer ids.
+CSV_GZ_BYTES_PER_EDGE = 10
+CSV_GZ_BYTES_PER_NODE = 16
+
 # Throughputs, edges per second (bench/ figures; see the closing notes of the issues).
 ENUMERATE_EDGES_PER_S = 1.4e9   # bench_enumerate: VGG16 224 on one core, with a checksum
 GRAPHML_EDGES_PER_S = 2.5e6       # bench_graphml: 1.5-3.7M edges/s

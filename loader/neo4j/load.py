@@ -18,15 +18,22 @@ keep the server's serial commit path busy. The server's CPU is the limit (client
 **Bulk** (:class:`loader.sinks.neo4j_csv.Neo4jCSVSink` + ``neo4j-admin database import full``):
 the fastest way in (no transactions, no lock or index maintenance per row), at the price of
 rebuilding the database: Community edition has one user database, so a bulk load replaces
-everything in it and refuses to unless told (``replace=True``). Steps: write gzip CSVs while
-summing per-layer checksums; stop the server; import; start it; create the schema; write the
-``(:Model)`` node, marked complete. Afterwards the database is new: a driver that ran queries
-before it holds bookmarks of the old one and fails with ``BookmarkTimeout``; open a new driver.
+everything in it and refuses to unless told (``replace=True``, which says what goes before it
+goes). Steps: check the disk space against the plan's estimates; write gzip CSVs (the
+``(:Model)`` node, state ``complete``, included) while summing per-layer checksums; import them
+into a staging database while the server keeps serving the old one; compare the import's
+counts with the plan; stop the server, swap the store directories, start it, count again (a
+difference puts the old store back), delete the old store; create the schema. Until the swap,
+a failure or a kill leaves the previous database untouched and served. Afterwards the
+database is new: a driver that ran queries before it holds bookmarks of the old one and fails
+with ``BookmarkTimeout``; open a new driver.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import tempfile
 import time
@@ -36,14 +43,17 @@ from pathlib import Path
 import neo4j
 
 from ..config import Settings
-from ..errors import WeightgraphError
+from ..errors import WeightgraphError, one_line
+from ..graph import costs
 from ..graph.neuron_graph import NeuronGraph
 from ..sinks.neo4j_csv import Neo4jCSVSink
 from ..sinks.neo4j_online import Neo4jOnlineSink
 from ..terminal import progress as progress_bar
 from .db import Database, Neo4jUnavailable, using
-from .models import (LayerChecksums, check_name, create_model_node, delete_model,
-                     layer_checksums, model_node, same_checksums, set_model_state)
+from .faults import kill_point
+from .models import (LayerChecksums, check_name, create_model_node, delete_graph,
+                     layer_checksums, model_node, reset_model_node, same_checksums,
+                     set_model_state, state_of)
 from .schema import create_schema
 from .server import ServerControl, server_control
 
@@ -83,7 +93,7 @@ def load(graph: NeuronGraph, name: str | None = None, *, mode: str = "online",
          resume: bool = False, driver: Database | neo4j.Driver | None = None,
          database: str | None = None, progress: bool = False, source: dict | None = None,
          server: str | ServerControl | None = None, csv_dir=None,
-         settings: Settings | None = None) -> LoadSummary:
+         settings: Settings | None = None, notify=None) -> LoadSummary:
     """Load ``graph`` into Neo4j under ``name``.
 
     Parameters
@@ -102,6 +112,9 @@ def load(graph: NeuronGraph, name: str | None = None, *, mode: str = "online",
     driver : Database or neo4j.Driver, optional
         Where to load; default a connection from the settings (``NEO4J_*``).
     server : ``local``, ``compose`` or a :class:`ServerControl` (bulk only).
+    notify : callable, optional
+        Bulk with ``replace``: called with one line saying what will be deleted, before
+        anything is.
 
     Examples
     --------
@@ -123,7 +136,8 @@ def load(graph: NeuronGraph, name: str | None = None, *, mode: str = "online",
         with using(driver, database) as db:
             if mode == "bulk":
                 return _load_bulk(db, graph, name, replace=replace, progress=progress,
-                                  source=source, server=server_control(server), csv_dir=csv_dir)
+                                  source=source, server=server_control(server), csv_dir=csv_dir,
+                                  notify=notify)
             return _load_online(db, graph, name, batch_size=batch_size, workers=workers,
                                 replace=replace, resume=resume, progress=progress,
                                 source=source)
@@ -145,17 +159,30 @@ def _model_props(graph: NeuronGraph, mode: str, batch_size: int, checksums: dict
 # ---------------------------------------------------------------------------- online
 def _load_online(db: Database, graph: NeuronGraph, name: str, *, batch_size, workers, replace,
                  resume, progress, source) -> LoadSummary:
+    """States (see :mod:`loader.neo4j.models`): a new load creates its Model node ``loading``
+    before the first neuron; ``--replace`` first rewrites the existing node to describe the
+    new graph in state ``replacing`` (one transaction), deletes the old graph, then marks it
+    ``loading``; ``complete`` is written after the last batch committed. ``--resume`` of a
+    ``replacing`` model finishes the delete, then loads everything."""
     create_schema(db)
     existing = model_node(db, name)
     if existing is not None and not (replace or resume):
-        raise LoadError(f"model {name!r} is already in Neo4j ({existing.get('state')}): "
+        raise LoadError(f"model {name!r} is already in Neo4j ({state_of(existing)}): "
                         "use --replace to load it again or --resume to finish it")
+    start = time.perf_counter()
     if resume:
         if existing is None:
             raise LoadError(f"nothing to resume: no model {name!r} in Neo4j")
-        if existing.get("state") == "complete":
+        state = state_of(existing)
+        if state == "complete":
             return LoadSummary(name, existing.get("mode", "online"), graph.n_nodes, 0, 0.0,
                                extra={"note": "already complete"})
+        if state == "deleting":
+            raise LoadError(f"model {name!r} is being deleted: finish with `weightgraph delete "
+                            f"--name {name}`, then load it, or load with --replace")
+        if existing.get("mode") == "bulk":
+            raise LoadError(f"model {name!r} came from a bulk load, which does not resume: "
+                            "load it again with --replace")
         if (existing.get("selection") != graph.selection
                 or existing.get("edges") != graph.n_edges):
             raise LoadError(f"model {name!r} in Neo4j was loaded from a different graph "
@@ -167,16 +194,23 @@ def _load_online(db: Database, graph: NeuronGraph, name: str, *, batch_size, wor
             raise LoadError(f"model {name!r}: these weights differ from the interrupted "
                             "load's (random initialisation?); resume from the same model "
                             "file, or use --replace")
+        if state == "replacing":
+            delete_graph(db, name)
+        if state != "loading":
+            set_model_state(db, name, state="loading", error=None)
         done = {r["key"] for r in db.read("MATCH (b:LoadBatch {model: $name}) "
                                           "RETURN b.key AS key", name=name)}
     else:
-        if existing is not None:
-            delete_model(db, name)
-        done = set()
-    start = time.perf_counter()
-    if not resume:
         props = _model_props(graph, "online", batch_size, layer_checksums(graph), source)
-        create_model_node(db, name, {**props, "state": "loading", "started_at": time.time()})
+        if existing is None:
+            create_model_node(db, name, {**props, "state": "loading", "started_at": time.time()})
+        else:
+            reset_model_node(db, name, {**props, "state": "replacing",
+                                        "started_at": time.time()})
+            delete_graph(db, name)
+            kill_point("replace.deleted")
+            set_model_state(db, name, state="loading")
+        done = set()
     sink = Neo4jOnlineSink(db, name, graph.total_neurons, workers=workers, done=done)
     try:
         with progress_bar(graph.n_nodes, "neurons", enabled=progress, unit="node") as bar:
@@ -188,33 +222,61 @@ def _load_online(db: Database, graph: NeuronGraph, name: str, *, batch_size, wor
             sink.on_rows = bar.update
             for eb in graph.iter_edge_batches(batch_size):
                 sink.write_edges(eb)
+                kill_point("online.edges")
             sink.close()
-    except BaseException:
+    except BaseException as exc:
         sink.abort()
+        _record_failure(db, name, exc)
         raise
     seconds = time.perf_counter() - start
+    kill_point("online.before_complete")
     set_model_state(db, name, state="complete", completed_at=time.time(), load_seconds=seconds)
     return LoadSummary(name, "online", graph.n_nodes, graph.n_edges, seconds, sink.skipped)
 
 
+def _record_failure(db: Database, name: str, exc: BaseException) -> None:
+    """Mark the model ``failed`` with the reason, where the error was the load's own (a lost
+    server cannot be told, and an interrupted load stays ``loading``: both resume)."""
+    if not isinstance(exc, WeightgraphError) or isinstance(exc, Neo4jUnavailable):
+        return
+    try:
+        set_model_state(db, name, state="failed", error=one_line(exc), failed_at=time.time())
+    except neo4j.exceptions.Neo4jError:
+        pass
+
+
 # ---------------------------------------------------------------------------- bulk
 def _load_bulk(db: Database, graph: NeuronGraph, name: str, *, replace, progress, source,
-               server: ServerControl, csv_dir=None, keep_csv=False) -> LoadSummary:
-    """Rebuild the database with ``graph`` through ``neo4j-admin database import full``."""
+               server: ServerControl, csv_dir=None, keep_csv=False,
+               notify=None) -> LoadSummary:
+    """Rebuild the database with ``graph`` through ``neo4j-admin database import full``.
+
+    The previous database is never at risk before the new one is whole: the CSV files and the
+    import go to a staging database (``wgstaging``) while the server keeps serving the old
+    one; the import's counts must equal the plan; only then is the server stopped for a
+    swap of the store directories (renames, the old store kept as ``neo4j.previous``), started,
+    and counted again; a difference puts the old store back. The ``(:Model)`` node is
+    imported with the graph, in state ``complete``, so the swapped-in store is the whole
+    model from its first moment.
+    """
     counts = db.read_one("MATCH (n) RETURN count(n) AS nodes")
+    models = [r["name"] for r in db.read("MATCH (m:Model) RETURN m.name AS name ORDER BY name")]
+    listing = f" (models: {', '.join(models)})" if models else ""
     if counts["nodes"] and not replace:
-        models = [r["name"] for r in db.read("MATCH (m:Model) RETURN m.name AS name")]
-        listing = f" (models: {', '.join(models)})" if models else ""
         raise BulkLoadError(
             f"bulk mode rebuilds the whole database, which holds {counts['nodes']:,} "
             f"nodes{listing}: use --replace to delete everything in it, or --mode online to "
             "add this model")
-    start = time.perf_counter()
     own_dir = csv_dir is None
     directory = Path(csv_dir or tempfile.mkdtemp(prefix="weightgraph-bulk-")).resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    checksums = LayerChecksums(graph)
     try:
+        check_disk_space(graph, directory, server.data_dir())
+        if counts["nodes"] and notify is not None:
+            notify(f"bulk mode replaces the whole database: its {counts['nodes']:,} nodes"
+                   f"{listing} are deleted once the new one is imported and counted")
+        start = time.perf_counter()
+        checksums = LayerChecksums(graph)
         with Neo4jCSVSink(directory, name) as sink, progress_bar(
                 graph.n_nodes + graph.n_edges, "CSV", enabled=progress, unit="row") as bar:
             for nb in graph.iter_node_batches():
@@ -224,24 +286,104 @@ def _load_bulk(db: Database, graph: NeuronGraph, name: str, *, replace, progress
                 sink.write_edges(eb)
                 checksums.add(eb)
                 bar.update(len(eb))
+        props = _model_props(graph, "bulk", 0, checksums.layers, source)
+        sink.write_model({"name": name, **props, "state": "complete",
+                          "completed_at": time.time()})
         csv_seconds = time.perf_counter() - start
-        server.stop()
         t_import = time.perf_counter()
-        try:
-            server.import_full(sink.node_files, sink.relationship_files,
-                               directory / "import.report")
-        finally:
-            import_seconds = time.perf_counter() - t_import
-            server.start()
+        output = server.import_full({"Neuron": sink.node_files, "Model": sink.model_files},
+                                    sink.relationship_files, directory / "import.report")
+        imported = imported_counts(output)
+        if imported != (graph.n_nodes + 1, graph.n_edges):
+            raise BulkLoadError(
+                f"the import counted {imported[0]:,} nodes and {imported[1]:,} relationships, "
+                f"the plan {graph.n_nodes + 1:,} and {graph.n_edges:,}: the previous database "
+                "is untouched")
+        import_seconds = time.perf_counter() - t_import
+        kill_point("bulk.imported")
+        t_swap = time.perf_counter()
+        _swap_in(db, server, graph)
+        swap_seconds = time.perf_counter() - t_swap
+        kill_point("bulk.before_schema")
         t_schema = time.perf_counter()
         create_schema(db)
-        props = _model_props(graph, "bulk", 0, checksums.layers, source)
-        create_model_node(db, name, {**props, "state": "complete", "completed_at": time.time()})
         seconds = time.perf_counter() - start
         return LoadSummary(name, "bulk", graph.n_nodes, graph.n_edges, seconds, extra={
             "csv_seconds": round(csv_seconds, 2), "import_seconds": round(import_seconds, 2),
+            "swap_seconds": round(swap_seconds, 2),
             "schema_seconds": round(time.perf_counter() - t_schema, 2),
             "csv_bytes": sum(p.stat().st_size for p in directory.glob("*.csv*"))})
     finally:
         if own_dir and not keep_csv:
             shutil.rmtree(directory, ignore_errors=True)
+
+
+def _swap_in(db: Database, server: ServerControl, graph: NeuronGraph) -> None:
+    """Stop, swap the staged store in, start, count; on any failure put the old one back."""
+    server.drop_previous()  # a previous bulk load's, kept until now: its successor was counted
+    server.stop()
+    kill_point("bulk.stopped")
+    try:
+        server.swap_in()
+        kill_point("bulk.swapped")
+        server.start()
+        got = db.read_one("MATCH (n:Neuron) WITH count(n) AS n "
+                          "MATCH ()-[r:W]->() RETURN n, count(r) AS e")
+        if (got["n"], got["e"]) != (graph.n_nodes, graph.n_edges):
+            raise BulkLoadError(f"the swapped-in database holds {got['n']:,} neurons and "
+                                f"{got['e']:,} relationships, the plan {graph.n_nodes:,} and "
+                                f"{graph.n_edges:,}: the previous database was put back")
+    except BaseException:
+        _put_back(server)
+        raise
+    server.drop_previous()
+
+
+def _put_back(server: ServerControl) -> None:
+    try:
+        server.stop()
+    finally:
+        try:
+            server.rollback()
+        finally:
+            server.start()
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+_IMPORTED = re.compile(r"Imported:\s+(\d+) nodes\s+(\d+) relationships")
+
+
+def imported_counts(output: str) -> tuple[int, int]:
+    """(nodes, relationships) from the summary ``neo4j-admin database import`` prints."""
+    m = _IMPORTED.search(output)
+    if m is None:
+        raise BulkLoadError("neo4j-admin import printed no 'Imported:' summary: the previous "
+                            "database is untouched")
+    return int(m.group(1)), int(m.group(2))
+
+
+def check_disk_space(graph: NeuronGraph, csv_dir: Path, data_dir: Path | None) -> dict:
+    """Refuse (one line) when the CSV files and the new store will not fit beside the old
+    store, by the plan's size estimates (:mod:`loader.graph.costs`); returns the figures."""
+    est = graph.plan().estimates
+    need = {"csv": int(graph.n_edges * costs.CSV_GZ_BYTES_PER_EDGE
+                       + graph.n_nodes * costs.CSV_GZ_BYTES_PER_NODE),
+            "store": int(est.get("neo4j_store_bytes", 0))}
+    places = {"csv": csv_dir}
+    if data_dir is not None and data_dir.exists():
+        places["store"] = data_dir
+    by_device: dict[int, list] = {}
+    for what, path in places.items():
+        by_device.setdefault(os.stat(path).st_dev, []).append((what, path))
+    for entries in by_device.values():
+        wanted = sum(need[what] for what, _ in entries)
+        free = shutil.disk_usage(entries[0][1]).free
+        if free < wanted:
+            what = " and ".join(f"{w} files ({_mb(need[w])}, {p})" for w, p in entries)
+            raise BulkLoadError(f"not enough disk space for the bulk load: the {what} need "
+                                f"{_mb(wanted)} by the plan's estimate, {_mb(free)} are free "
+                                "there; nothing was changed")
+    return need

@@ -555,6 +555,7 @@ class LocalNeo4j:
             return f"already running (pid {running}) at {self.bolt_uri}, home {self.home}"
         t0 = time.monotonic()
         java, source = self._prepare()
+        self._recover_interrupted_swap()
         for port, what, var in ((self.bolt_port, "Bolt", "NEO4J_BOLT_PORT"),
                                 (self.http_port, "HTTP", "NEO4J_HTTP_PORT")):
             if _port_open(port):
@@ -655,6 +656,74 @@ class LocalNeo4j:
             self.pid_file.unlink(missing_ok=True)
         return (f"deleted {self.home}/data; the next start creates a fresh database with the "
                 "current password")
+
+    # ------------------------------------------------------------------ bulk-load swaps
+    # A bulk load imports into a staging database directory while the server runs, then swaps
+    # it in while the server is stopped, keeping the old store as neo4j.previous until the
+    # new one is verified. Renames within one file system: the swap takes milliseconds and is
+    # all or nothing per directory; an interrupted swap is rolled back by the next start.
+    _DATABASE = "neo4j"
+    _PREVIOUS = "neo4j.previous"
+    _STORE_KINDS = ("databases", "transactions")
+
+    def _store_dirs(self):
+        return [self.home / "data" / kind for kind in self._STORE_KINDS]
+
+    def swap_database(self, staging: str) -> str:
+        """Put the store imported as database ``staging`` in place of ``neo4j`` (server
+        stopped), keeping the old one as ``neo4j.previous``; idempotent."""
+        if not re.fullmatch(r"wg[a-z0-9]+", staging):
+            raise ServerError(f"staging database name must be wg[a-z0-9]+, not {staging!r}")
+        with self._lock():
+            if self.pid() is not None:
+                raise ServerError("stop the server before swapping databases")
+            for d in self._store_dirs():
+                if not ((d / staging).exists() or (d / self._PREVIOUS).exists()):
+                    raise ServerError(f"no staged database {d / staging}")
+            for d in self._store_dirs():
+                if not (d / staging).exists():
+                    continue  # this one was swapped already
+                if (d / self._DATABASE).exists():
+                    if (d / self._PREVIOUS).exists():
+                        raise ServerError(f"{d / self._PREVIOUS} exists: drop-previous or "
+                                          "rollback-database first")
+                    os.rename(d / self._DATABASE, d / self._PREVIOUS)
+                os.rename(d / staging, d / self._DATABASE)
+        return (f"swapped {staging} in as {self._DATABASE} (the old store is {self._PREVIOUS} "
+                "until drop-previous)")
+
+    def rollback_database(self) -> str:
+        """Put ``neo4j.previous`` back (server stopped), dropping what replaced it."""
+        with self._lock():
+            if self.pid() is not None:
+                raise ServerError("stop the server before rolling back")
+            self._rollback()
+        return f"rolled back: the database from before the bulk load is {self._DATABASE} again"
+
+    def _rollback(self) -> None:
+        for d in self._store_dirs():
+            if (d / self._PREVIOUS).exists():
+                shutil.rmtree(d / self._DATABASE, ignore_errors=True)
+                os.rename(d / self._PREVIOUS, d / self._DATABASE)
+            for staged in d.glob("wg*"):
+                shutil.rmtree(staged, ignore_errors=True)
+
+    def drop_previous(self) -> str:
+        """Delete ``neo4j.previous`` once the swapped-in database is verified."""
+        for d in self._store_dirs():
+            shutil.rmtree(d / self._PREVIOUS, ignore_errors=True)
+        return f"deleted {self._PREVIOUS}"
+
+    def _recover_interrupted_swap(self) -> None:
+        """A swap cut halfway (a staged store still waiting, or the database missing) leaves
+        the old store in neo4j.previous: put it back before the server could create an empty
+        database in its place."""
+        dirs = [d for d in self._store_dirs() if d.exists()]
+        previous = any((d / self._PREVIOUS).exists() for d in dirs)
+        half = any(not (d / self._DATABASE).exists() or any(d.glob("wg*")) for d in dirs)
+        if previous and half:
+            self._say("an interrupted bulk-load swap was found: restoring the previous database")
+            self._rollback()
 
     def env_lines(self) -> list[str]:
         """``export`` lines for a shell: ``eval "$(weightgraph server env)"``."""

@@ -1,6 +1,22 @@
 """What Neo4j holds about a model: its ``(:Model)`` node (graph data, plan, load state and
 checksums), the per-layer checksums a load records and ``verify`` compares, and deleting it.
 
+**States.** ``Model.state`` is always true of the graph in the database, because every state is
+written (one transaction) *before* the work it announces, and the state that says the work is
+done is written after its last transaction:
+
+=============  ==========================================================================
+``loading``    an online load is writing the graph, or was interrupted
+``complete``   every neuron and relationship is there (what ``verify`` checks)
+``deleting``   a delete is removing the graph, or was interrupted
+``replacing``  ``--replace`` is removing the previous graph before loading the new one (the
+               Model node already describes the new one), or was interrupted
+``failed``     a load stopped on an error it could record (``Model.error``)
+=============  ==========================================================================
+
+Every reader calls :func:`require_complete`, which refuses any other state with one line
+naming the state and the command that fixes it (:func:`fix_command`).
+
 A model's graph-level data (``graph_data``) carries a ``layers`` table; :class:`LayerTable`
 answers the lookups every reader needs (a layer by name, by index, the id range of its
 neurons).
@@ -19,6 +35,7 @@ import numpy as np
 from ..errors import SelectionError, WeightgraphError
 from ..graph.neuron_graph import NeuronGraph
 from .db import Database, using
+from .faults import kill_point
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
@@ -29,6 +46,24 @@ class ModelNotFound(WeightgraphError):
 
 class ModelStateError(WeightgraphError):
     """A model that cannot be used as asked in its present state (not loaded completely...)."""
+
+
+class ModelIncomplete(ModelStateError):
+    """A reader was asked for a model whose state is not ``complete``."""
+
+    def __init__(self, name: str, state: str, message: str):
+        self.name, self.state = name, state
+        super().__init__(message)
+
+
+#: What each state means, in the words of the one-line errors.
+STATES = {
+    "loading": "a load is writing it or was interrupted",
+    "complete": "every neuron and relationship is loaded",
+    "deleting": "a delete was interrupted",
+    "replacing": "a --replace was interrupted while deleting the previous graph",
+    "failed": "the load failed",
+}
 
 
 def check_name(name: str) -> str:
@@ -58,6 +93,86 @@ def create_model_node(db: Database, name: str, props: dict) -> None:
 
 def set_model_state(db: Database, name: str, **props) -> None:
     db.write("MATCH (m:Model {name: $name}) SET m += $props", name=name, props=props)
+
+
+def reset_model_node(db: Database, name: str, props: dict) -> None:
+    """Replace every property of ``(:Model {name})`` with ``props`` (one transaction)."""
+    db.write("MATCH (m:Model {name: $name}) SET m = $props SET m.name = $name",
+             name=name, props=props)
+
+
+def load_command(name: str, props: dict, flag: str = "--resume") -> str:
+    """The ``weightgraph load`` command line that made this model, with ``flag``: what a
+    one-line error tells the user to run (``MODEL`` where the source is not recorded)."""
+    try:
+        source = json.loads(props.get("source") or "{}")
+    except (TypeError, json.JSONDecodeError):
+        source = {}
+    args = ["weightgraph load", source.get("model") or "MODEL"]
+    if source.get("weights") not in (None, "default"):
+        args += ["--weights", str(source["weights"])]
+    if source.get("input_shape"):
+        args += ["--input-shape", ",".join(str(v) for v in source["input_shape"])]
+    if source.get("no_top"):
+        args.append("--no-top")
+    for key in ("layers", "cone"):
+        if source.get(key):
+            args += [f"--{key}", str(source[key])]
+    if props.get("mode") == "bulk":
+        args += ["--mode", "bulk"]
+    return " ".join(args + ["--name", name, flag])
+
+
+def fix_command(name: str, props: dict) -> str:
+    """The command that brings a model in state ``props['state']`` back to ``complete``."""
+    state = props.get("state")
+    if state == "deleting":
+        return f"weightgraph delete --name {name}"
+    if state == "failed":
+        return f"{load_command(name, props)} (or weightgraph delete --name {name})"
+    return load_command(name, props)
+
+
+def state_of(props: dict) -> str:
+    # Models loaded before states existed carry none: they were written complete or not at all.
+    return props.get("state") or "complete"
+
+
+def require_complete(db: Database, name: str, allow_incomplete: bool = False) -> dict:
+    """The parsed ``(:Model)`` node of ``name`` (see :func:`model_info`) if its state is
+    ``complete``; the check every reader of a model makes first.
+
+    Parameters
+    ----------
+    db : Database
+        The connection.
+    name : str
+        The model.
+    allow_incomplete : bool
+        Return the model in any state (``--allow-incomplete``: look at a partial graph).
+
+    Raises
+    ------
+    ModelNotFound
+        No such model (the message lists the loaded ones).
+    ModelIncomplete
+        One line naming the state and the command that fixes it.
+
+    Examples
+    --------
+    >>> with Database.connect() as db:
+    ...     info = require_complete(db, "vgg16_b1")
+    """
+    check_name(name)
+    info = model_info(db, name)
+    state = state_of(info)
+    if state != "complete" and not allow_incomplete:
+        why = STATES.get(state, "unknown state")
+        error = f": {info['error']}" if state == "failed" and info.get("error") else ""
+        raise ModelIncomplete(
+            name, state, f"model {name!r} is {state} ({why}{error}): run `{fix_command(name, info)}`"
+            ", or pass --allow-incomplete to read the partial graph anyway")
+    return info
 
 
 def loaded_models(driver: Database | neo4j.Driver | None = None, *,
@@ -173,27 +288,44 @@ def same_checksums(a: dict, b: dict) -> bool:
 # ---------------------------------------------------------------------------- delete
 def delete_model(driver, name: str, database: str | None = None, *, chunk: int = 50_000,
                  progress: bool = False) -> int:
-    """Delete a model's graph in bounded transactions; returns what was deleted.
+    """Delete a model in bounded transactions; returns how many nodes and relationships went.
+
+    Resumable: the state ``deleting`` is written first (its own transaction, before any
+    change), so a delete that was killed leaves a model every reader refuses, and running
+    ``delete_model`` again finishes it. The ``(:Model)`` node goes last. A name with no
+    ``(:Model)`` node deletes whatever neurons carry it (nothing, usually) and returns 0.
+    """
+    with using(driver, database) as db:
+        db.write("MATCH (m:Model {name: $name}) SET m.state = 'deleting', "
+                 "m.deleting_since = coalesce(m.deleting_since, timestamp())", name=name)
+        deleted = delete_graph(db, name, chunk=chunk)
+        kill_point("delete.before_model")
+        db.write("MATCH (m:Model {name: $name}) DETACH DELETE m", name=name)
+    return deleted
+
+
+def delete_graph(db: Database, name: str, *, chunk: int = 50_000) -> int:
+    """Delete a model's relationships, neurons and load records, keeping its ``(:Model)``
+    node (whose state the caller has set to ``deleting`` or ``replacing`` first).
 
     Relationships go first, ``chunk`` at a time, walking the neurons in id order from a cursor
     (the (model, id) index provides the order, so each transaction reads only what it deletes).
     ``CALL {...} IN TRANSACTIONS`` over a MATCH of the relationships is *not* bounded: the
     planner makes the MATCH eager before deleting what it matched, and 55M relationships
-    exceeded the 2.8 GiB transaction memory pool.
+    exceeded the 2.8 GiB transaction memory pool. A rerun after a kill starts again at cursor
+    0 and finds the neurons whose relationships are gone at no cost but the index walk.
     """
-    deleted = 0
-    with using(driver, database) as db:
-        cursor = 0
-        while True:
-            rec = db.write_one(_DELETE_RELATIONSHIPS, name=name, cursor=cursor, chunk=chunk)
-            if not rec["deleted"]:
-                break
-            deleted += rec["deleted"]
-            cursor = rec["last"]
-        for step in (_DELETE_NEURONS, _DELETE_BATCHES):
-            while n := db.write_one(step, name=name, chunk=chunk)["deleted"]:
-                deleted += n
-        db.write("MATCH (m:Model {name: $name}) DETACH DELETE m", name=name)
+    deleted, cursor = 0, 0
+    while True:
+        rec = db.write_one(_DELETE_RELATIONSHIPS, name=name, cursor=cursor, chunk=chunk)
+        if not rec["deleted"]:
+            break
+        deleted += rec["deleted"]
+        cursor = rec["last"]
+        kill_point("delete.relationships")
+    for step in (_DELETE_NEURONS, _DELETE_BATCHES):
+        while n := db.write_one(step, name=name, chunk=chunk)["deleted"]:
+            deleted += n
     return deleted
 
 

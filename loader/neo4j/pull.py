@@ -48,7 +48,8 @@ from ..graph.selection import parse_cone, parse_layer_range
 from ..terminal import human, progress as progress_bar
 from .cypher import bind_params, load_query, parse_query, read_only_check, statement_of
 from .db import Database, using
-from .models import LayerTable, ModelNotFound, ModelStateError, loaded_models, model_info
+from .models import (LayerTable, ModelNotFound, ModelStateError, loaded_models, model_info,
+                     require_complete)
 
 __all__ = ["ModelNotFound", "PullPlan", "loaded_models", "model_info", "plan_pull", "pull",
            "pull_to_graphml", "iter_pull"]
@@ -107,12 +108,7 @@ def plan_pull(name: str, layers: str | None = None, cone: str | None = None,
     if sum(x is not None for x in (layers, cone, cypher)) > 1:
         raise SelectionError("choose one of layers=, cone= or cypher=")
     with using(driver, database) as db:
-        info = model_info(db, name)
-        state = info.get("state", "complete")
-        if state != "complete" and not allow_incomplete:
-            raise ModelStateError(
-                f"model {name!r} is not completely loaded (state {state!r}): finish the load "
-                "(`weightgraph load` resumes it) or pass allow_incomplete=True")
+        info = require_complete(db, name, allow_incomplete)
         gd = dict(info["graph_data"])
         gd["name"] = name
         model = LayerTable(gd["layers"])

@@ -27,6 +27,7 @@ from .cypher import (MissingParameters, NamedQuery, QueryError, QueryNotFound, Q
                      parse_params, parse_query, parse_value, plain, queries_dir,
                      read_only_check, run_read, statement_of)
 from .db import Database, using
+from .models import require_complete
 from .receptive_field import receptive_field
 
 __all__ = ["QueryParam", "NamedQuery", "QueryResult", "QueryError", "QueryNotFound",
@@ -41,7 +42,8 @@ PROCEDURES = {"receptive_field": receptive_field}
 
 def run_query(driver: Database | neo4j.Driver | None, name_or_file: str | os.PathLike | NamedQuery,
               params: dict[str, Any] | None = None, *, database: str | None = None,
-              timeout: float | None = None, procedure: bool = True) -> QueryResult:
+              timeout: float | None = None, procedure: bool = True,
+              allow_incomplete: bool = False) -> QueryResult:
     """Run a named query (or a ``.cypher`` file) read-only and return its rows.
 
     Parameters
@@ -59,6 +61,9 @@ def run_query(driver: Database | neo4j.Driver | None, name_or_file: str | os.Pat
     procedure : bool
         Where the header names a ``procedure`` (``receptive_field``), run that Python function
         (same parameters, same columns) instead of the statement; ``False`` runs the statement.
+    allow_incomplete : bool
+        Where the query takes ``$model``, it runs only on a model whose state is ``complete``
+        (:func:`loader.neo4j.models.require_complete`) unless this is True.
 
     Returns
     -------
@@ -71,6 +76,8 @@ def run_query(driver: Database | neo4j.Driver | None, name_or_file: str | os.Pat
         The query would write: nothing is run and the database is unchanged.
     MissingParameters
         A required parameter is missing; the message names all of them.
+    loader.neo4j.models.ModelNotFound, loader.neo4j.models.ModelIncomplete
+        ``$model`` names no model, or one that is not ``complete``.
 
     Examples
     --------
@@ -79,6 +86,8 @@ def run_query(driver: Database | neo4j.Driver | None, name_or_file: str | os.Pat
     query = name_or_file if isinstance(name_or_file, NamedQuery) else load_query(name_or_file)
     bound = bind_params(query, params)
     with using(driver, database) as db:
+        if isinstance(bound.get("model"), str):
+            require_complete(db, bound["model"], allow_incomplete)
         if procedure and query.procedure:
             return PROCEDURES[query.procedure](db, **bound, timeout=timeout)
         statement = statement_of(query.text)

@@ -32,12 +32,35 @@ __all__ = ["ServerControl", "LocalServer", "ComposeServer", "server_control", "S
 PROG = "neo4j-local"
 
 
+#: The database a bulk load replaces, and the name its new store is imported under first.
+TARGET_DATABASE = "neo4j"
+STAGING_DATABASE = "wgstaging"
+
+
 class ServerControl:
-    """How to stop, import into and start the Neo4j server that holds the database."""
+    """How to stop and start the Neo4j server that holds the database, import into a staging
+    database beside it (while it runs), and swap the staged store in (while it is stopped).
+
+    The swap keeps the replaced store (``neo4j.previous``) until :meth:`drop_previous`;
+    :meth:`rollback` puts it back. A local server's start rolls back a swap that was
+    interrupted halfway, so no start can serve an empty or half-swapped database.
+    """
 
     def stop(self) -> None: ...
     def start(self) -> None: ...
-    def import_full(self, nodes: list[Path], rels: list[Path], report: Path) -> str: ...
+
+    def import_full(self, nodes: dict[str, list[Path]], rels: list[Path], report: Path,
+                    database: str = STAGING_DATABASE) -> str:
+        """Run ``neo4j-admin database import full`` into ``database``; its output."""
+        ...
+
+    def swap_in(self, staging: str = STAGING_DATABASE) -> None: ...
+    def rollback(self) -> None: ...
+    def drop_previous(self) -> None: ...
+
+    def data_dir(self) -> Path | None:
+        """Where the stores live on this machine (for the disk-space check), if known."""
+        return None
 
     def describe(self) -> str:
         return type(self).__name__
@@ -51,15 +74,16 @@ def _run(cmd: list[str], what: str, env=None, timeout=None) -> str:
     if p.returncode != 0:
         tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
         raise ServerError(f"{what} failed (exit {p.returncode}): {' | '.join(tail)}")
-    return p.stdout
+    return p.stdout + p.stderr
 
 
-def _import_args(nodes, rels, report, prefix=""):
+def _import_args(nodes: dict[str, list], rels, report, database, prefix=""):
+    files = lambda paths: ",".join(prefix + str(p) for p in paths)  # noqa: E731
     return ["database", "import", "full", "--overwrite-destination=true", "--id-type=integer",
             "--bad-tolerance=0", f"--report-file={report}",
             "--max-off-heap-memory=2G",
-            "--nodes=Neuron=" + ",".join(prefix + str(p) for p in nodes),
-            "--relationships=W=" + ",".join(prefix + str(p) for p in rels), "--", "neo4j"]
+            *(f"--nodes={label}={files(paths)}" for label, paths in nodes.items()),
+            "--relationships=W=" + files(rels), "--", database]
 
 
 class LocalServer(ServerControl):
@@ -75,32 +99,63 @@ class LocalServer(ServerControl):
     def start(self):
         self.server.start()
 
-    def import_full(self, nodes, rels, report):
-        done = self.server.admin(*_import_args(nodes, rels, report), capture=True)
+    def import_full(self, nodes, rels, report, database=STAGING_DATABASE):
+        done = self.server.admin(*_import_args(nodes, rels, report, database), capture=True)
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
             raise ServerError(f"neo4j-admin database import failed (exit {done.returncode}): "
                               + " | ".join(tail))
-        return done.stdout
+        return done.stdout + done.stderr
+
+    def swap_in(self, staging=STAGING_DATABASE):
+        self.server.swap_database(staging)
+
+    def rollback(self):
+        self.server.rollback_database()
+
+    def drop_previous(self):
+        self.server.drop_previous()
+
+    def data_dir(self):
+        return self.server.home / "data"
 
     def describe(self):
         return f"local server (home {self.server.home})"
+
+
+# The local server's swap, for the compose service's data volume (POSIX sh, run in a one-off
+# container of the service's image).
+_COMPOSE_SWAP = """set -e; cd /data
+for k in databases transactions; do
+  [ -e $k/$0 ] || continue
+  if [ -e $k/neo4j ]; then [ ! -e $k/neo4j.previous ]; mv $k/neo4j $k/neo4j.previous; fi
+  mv $k/$0 $k/neo4j
+done"""
+_COMPOSE_ROLLBACK = """set -e; cd /data
+for k in databases transactions; do
+  [ -e $k/neo4j.previous ] || continue; rm -rf $k/neo4j; mv $k/neo4j.previous $k/neo4j
+done; rm -rf databases/wg* transactions/wg*"""
+_COMPOSE_DROP = "rm -rf /data/databases/neo4j.previous /data/transactions/neo4j.previous"
 
 
 class ComposeServer(ServerControl):
     """The ``neo4j`` service of the repository's docker-compose.yml.
 
     The CSV directory is mounted read-only into a one-off container of the same image, which
-    runs the import against the service's data volume while the service is stopped.
+    runs the import into a staging database on the service's data volume; the swap runs in
+    another one-off container while the service is stopped.
     """
 
     def __init__(self, project_dir: str | os.PathLike = ".", service: str = "neo4j"):
         self.project_dir = Path(project_dir).resolve()
         self.service = service
-        self._csv_dir: Path | None = None
 
     def _compose(self, *args):
         return ["docker", "compose", "--project-directory", str(self.project_dir), *args]
+
+    def _sh(self, script: str, *args, what: str):
+        return _run(self._compose("run", "--rm", "--no-deps", "--entrypoint", "sh",
+                                  self.service, "-c", script, *args), what)
 
     def stop(self):
         _run(self._compose("stop", self.service), "docker compose stop")
@@ -108,14 +163,23 @@ class ComposeServer(ServerControl):
     def start(self):
         _run(self._compose("up", "-d", "--wait", self.service), "docker compose up")
 
-    def import_full(self, nodes, rels, report):
-        csv_dir = Path(nodes[0]).parent
+    def import_full(self, nodes, rels, report, database=STAGING_DATABASE):
+        csv_dir = Path(rels[0]).parent
         inside = lambda p: Path("/bulk") / Path(p).name  # noqa: E731
         cmd = self._compose("run", "--rm", "--no-deps", "-v", f"{csv_dir}:/bulk",
                             self.service, "neo4j-admin",
-                            *_import_args([inside(p) for p in nodes], [inside(p) for p in rels],
-                                          inside(report)))
+                            *_import_args({k: [inside(p) for p in v] for k, v in nodes.items()},
+                                          [inside(p) for p in rels], inside(report), database))
         return _run(cmd, "neo4j-admin database import (docker compose)")
+
+    def swap_in(self, staging=STAGING_DATABASE):
+        self._sh(_COMPOSE_SWAP, staging, what="swapping the imported database in")
+
+    def rollback(self):
+        self._sh(_COMPOSE_ROLLBACK, what="restoring the previous database")
+
+    def drop_previous(self):
+        self._sh(_COMPOSE_DROP, what="deleting the previous database")
 
     def describe(self):
         return f"docker compose service {self.service!r} in {self.project_dir}"
@@ -176,6 +240,13 @@ def _parser() -> argparse.ArgumentParser:
     reset = sub.add_parser("reset", help="stop and delete all data (databases, users)")
     reset.add_argument("--yes", "-y", action="store_true", help="do not ask")
     sub.add_parser("fetch", help="only download and verify the jars")
+    swap = sub.add_parser("swap-database", help="(server stopped) put the store imported as "
+                                                "STAGING in place of 'neo4j', keeping the old "
+                                                "one as neo4j.previous (bulk loads)")
+    swap.add_argument("staging")
+    sub.add_parser("rollback-database", help="(server stopped) put neo4j.previous back")
+    sub.add_parser("drop-previous", help="delete neo4j.previous (once the new store is "
+                                         "verified)")
     pw = sub.add_parser("password", help="print the password, generating it into .env if none")
     pw.add_argument("--source", action="store_true",
                     help="print where the password comes from instead")
@@ -237,6 +308,12 @@ def main(argv: list[str] | None = None) -> int:
                 if answer.strip().lower() not in ("y", "yes"):
                     raise ServerError("reset cancelled")
             say(server.reset())
+        elif args.command == "swap-database":
+            say(server.swap_database(args.staging))
+        elif args.command == "rollback-database":
+            say(server.rollback_database())
+        elif args.command == "drop-previous":
+            say(server.drop_previous())
         elif args.command == "fetch":
             from .jars import cache_dir, fetch
 

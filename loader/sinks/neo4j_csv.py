@@ -37,8 +37,8 @@ class Neo4jCSVSink(BatchSink):
     Parameters
     ----------
     directory : path
-        Where the four files go (``nodes_header.csv``, ``nodes.csv.gz``, ``rels_header.csv``,
-        ``rels.csv.gz``).
+        Where the files go (``nodes_header.csv``, ``nodes.csv.gz``, ``rels_header.csv``,
+        ``rels.csv.gz``; ``model_header.csv`` and ``model.csv`` from :meth:`write_model`).
     model : str
         The model's name, written into every node row.
 
@@ -57,6 +57,8 @@ class Neo4jCSVSink(BatchSink):
         self.rel_header = self.directory / "rels_header.csv"
         self.node_file = self.directory / "nodes.csv.gz"
         self.rel_file = self.directory / "rels.csv.gz"
+        self.model_header = self.directory / "model_header.csv"
+        self.model_file = self.directory / "model.csv"
         self.node_header.write_text(NODE_HEADER)
         self.rel_header.write_text(REL_HEADER)
         self._files = [open(self.node_file, "wb"), open(self.rel_file, "wb")]
@@ -84,6 +86,31 @@ class Neo4jCSVSink(BatchSink):
             parts = [decimal_columns(b.src[rows]), b",", decimal_columns(b.dst[rows]), b",",
                      weights.rows(rows), b"\n"]
             self._rels_out.write(self._text.build(parts, rows.stop - rows.start).tobytes())
+
+    def write_model(self, props: dict) -> None:
+        """The model's ``(:Model)`` node as a one-row file of its own (label ``Model``, id
+        space ``Model``), so that the imported store holds the model and its state at once.
+
+        ``props`` maps names to str, int or float values (None values are left out).
+        """
+        kinds = {bool: None, int: ":long", float: ":double", str: ""}
+        names, cells = [":ID(Model)"], ["0"]
+        for key, value in props.items():
+            if value is None:
+                continue
+            kind = kinds.get(type(value))
+            if kind is None:
+                raise TypeError(f"Model property {key!r}: {type(value).__name__} is not "
+                                "str, int or float")
+            names.append(key + kind)
+            cells.append(_csv_text(value).decode() if isinstance(value, str) else repr(value))
+        self.model_header.write_text(",".join(names) + "\n")
+        self.model_file.write_text(",".join(cells) + "\n", encoding="utf-8")
+
+    @property
+    def model_files(self) -> list[Path]:
+        """The header and the row of the ``(:Model)`` node (after :meth:`write_model`)."""
+        return [self.model_header, self.model_file]
 
     @property
     def node_files(self) -> list[Path]:
