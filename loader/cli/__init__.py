@@ -54,13 +54,13 @@ def main():
 
 
 def _register_commands():
-    from .analysis import analyze, pull, query
+    from .analysis import analyze, pull, query, sql
     from .demo import demo
     from .graph import export, plan
     from .neo4j import delete_command, load_command, ping, verify_command
 
     for command in (plan, export, ping, load_command, verify_command, delete_command, demo,
-                    query, pull, analyze):
+                    query, pull, analyze, sql):
         main.add_command(command)
 
 

@@ -205,3 +205,53 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
         if db is not None:
             db.close()
     click.echo(f"wrote {path}")
+
+
+# ---------------------------------------------------------------------------- sql
+@click.command("sql")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True)
+@click.option("--threads", type=int, help="DuckDB threads (default: one per core)")
+def sql(dataset, query, fmt, threads):
+    """Run SQL (DuckDB) over a Parquet dataset written by `export --format parquet`.
+
+    Views: nodes(id, layer, index, op, bias, activation, layer_index),
+    edges(src, dst, weight, layer_index) where layer_index is the layer the edge enters,
+    and the table layers(layer_index, name, class_name, kind, op, neurons, edges, offset).
+    A filter on layer_index reads one layer's files only; one on dst skips row groups.
+
+    \b
+    Example:
+      weightgraph sql vgg16.parquet "SELECT l.name, count(*) AS edges, sum(weight) AS w
+          FROM edges e JOIN layers l USING (layer_index) GROUP BY ALL ORDER BY 1"
+      weightgraph sql vgg16.parquet "SELECT src, weight FROM edges WHERE dst = 1234567
+          ORDER BY abs(weight) DESC LIMIT 10" --format csv
+    """
+    from ..analysis.dataset import run_sql
+
+    columns, rows = run_sql(dataset, query, threads=threads)
+    click.echo(format_rows(columns, rows, fmt), nl=False)
+
+
+def format_rows(columns: list[str], rows: list[tuple], fmt: str) -> str:
+    """Rows as an aligned text table, JSON (a list of objects) or CSV with a header."""
+    import csv
+    import io
+    import json
+
+    if fmt == "json":
+        return json.dumps([dict(zip(columns, r)) for r in rows], default=str, indent=1) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+        return buf.getvalue()
+    cells = [[str(c) for c in columns]] + [["NULL" if v is None else str(v) for v in r]
+                                           for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines) + f"\n({len(rows)} row{'s' if len(rows) != 1 else ''})\n"

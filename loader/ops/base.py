@@ -52,6 +52,11 @@ class NeuronOp:
         """
         raise NotImplementedError
 
+    def iter_edges_by_weight(self, batch_size: int, tile_edges: int) -> Iterator[Edges]:
+        """All edges into this layer in an order that keeps weights in long runs (for columnar
+        sinks). Layers without shared weights have no better order than :meth:`iter_edges`."""
+        return self.iter_edges(batch_size)
+
     def bias(self, flat: np.ndarray) -> np.ndarray:
         if self._bias is None:
             return np.zeros(len(flat), dtype=np.float32)
