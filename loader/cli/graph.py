@@ -17,8 +17,8 @@ __all__ = ["plan", "export"]
 def plan(model, weights, input_shape, no_top, layer_range, cone, as_json):
     """Sizes and costs of a model's neuron graph, before any work.
 
-    Per layer: class, op, output shape, neurons, edges; totals; estimated GraphML, NetworkX and
-    Neo4j sizes and times (from the benchmarks in bench/).
+    Per layer: class, op, output shape, neurons, edges; totals; estimated GraphML, NetworkX,
+    Neo4j and Parquet sizes and times (from the benchmarks in bench/).
 
     \b
     Example:
@@ -46,6 +46,7 @@ def plan(model, weights, input_shape, no_top, layer_range, cone, as_json):
                f"(~{seconds(e['graphml_seconds'])}), NetworkX {human(e['networkx_bytes'])} in "
                f"memory, Neo4j store {human(e['neo4j_store_bytes'])} (online "
                f"~{seconds(e['neo4j_online_seconds'])}, bulk ~{seconds(e['neo4j_bulk_seconds'])})")
+    click.echo(f"  Parquet dataset {human(e['parquet_bytes'])} (~{seconds(e['parquet_seconds'])})")
 
 
 # ---------------------------------------------------------------------------- export
