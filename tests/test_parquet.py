@@ -216,3 +216,27 @@ def test_sql_on_a_directory_that_is_no_dataset_is_one_line(tmp_path):
     assert r.exit_code == 1 and "not a weightgraph Parquet dataset" in r.output
     with pytest.raises(WeightgraphError):
         open_duckdb(tmp_path)
+
+
+def test_layer_statistics_are_exact_against_numpy_over_the_enumeration(tmp_path):
+    from loader.analysis.dataset import layer_statistics
+
+    g = NeuronGraph.from_model(mixed_model())
+    write_parquet(g, tmp_path / "ds", progress=False)
+    rows = {r["layer_index"]: r for r in layer_statistics(tmp_path / "ds")}
+    for spec in g.layer_specs():
+        if not spec.edges:
+            assert spec.index not in rows
+            continue
+        batches = list(g.iter_edge_batches(layers=[spec.index]))
+        w = np.concatenate([b.weight for b in batches]).astype(np.float64)
+        dst = np.concatenate([b.dst for b in batches])
+        degree = np.unique(dst, return_counts=True)[1]
+        r = rows[spec.index]
+        assert (r["name"], r["edges"]) == (spec.name, spec.edges)
+        assert (r["weight_min"], r["weight_max"]) == (np.float32(w.min()), np.float32(w.max()))
+        for key, want in (("weight_sum", w.sum()), ("abs_weight_sum", np.abs(w).sum()),
+                          ("weight_std", w.std())):
+            assert abs(r[key] - want) <= 1e-9 * max(1.0, abs(want)), (spec.name, key)
+        assert (r["in_degree_min"], r["in_degree_max"]) == (degree.min(), degree.max())
+        assert abs(r["in_degree_mean"] - degree.mean()) < 1e-9

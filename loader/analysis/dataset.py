@@ -22,7 +22,8 @@ import numpy as np
 from ..errors import WeightgraphError
 from ..sinks.parquet import DATASET_FORMAT, is_dataset
 
-__all__ = ["read_graph_json", "open_duckdb", "read_arrays", "run_sql", "NotADatasetError"]
+__all__ = ["read_graph_json", "open_duckdb", "read_arrays", "run_sql", "layer_statistics",
+           "NotADatasetError"]
 
 
 class NotADatasetError(WeightgraphError):
@@ -147,3 +148,44 @@ def run_sql(path: str | os.PathLike, query: str, *, threads: int | None = None):
         raise WeightgraphError(f"SQL: {first}") from None
     finally:
         con.close()
+
+
+def layer_statistics(path: str | os.PathLike, *, threads: int | None = None) -> list[dict]:
+    """Exact per-layer statistics of a dataset's edges, computed by DuckDB (no sampling).
+
+    One scan of the edges (streamed, bounded memory whatever the size) and one of the
+    in-degrees per layer.
+
+    Returns
+    -------
+    list of dict, one per layer with edges, in ``layer_index`` order: ``layer_index``,
+    ``name``, ``edges``, ``weight_min``, ``weight_max``, ``weight_sum``, ``abs_weight_sum``,
+    ``weight_mean``, ``weight_std`` (population), ``in_degree_min``, ``in_degree_max``,
+    ``in_degree_mean`` (over the layer's neurons that have edges).
+
+    Examples
+    --------
+    >>> for row in layer_statistics("vgg16.parquet"): print(row["name"], row["edges"])
+    """
+    con = open_duckdb(path, threads=threads)
+    try:
+        weights = con.execute(
+            "SELECT layer_index, count(*), min(weight), max(weight), sum(weight::DOUBLE), "
+            "sum(abs(weight::DOUBLE)), sum(weight::DOUBLE * weight::DOUBLE) FROM edges "
+            "GROUP BY 1 ORDER BY 1").fetchall()
+        degrees = dict((li, (lo, hi, mean)) for li, lo, hi, mean in con.execute(
+            "SELECT layer_index, min(d), max(d), avg(d) FROM (SELECT layer_index, dst, "
+            "count(*) AS d FROM edges GROUP BY 1, 2) GROUP BY 1").fetchall())
+        names = dict(con.execute("SELECT layer_index, name FROM layers").fetchall())
+    finally:
+        con.close()
+    rows = []
+    for li, n, lo, hi, total, total_abs, total_sq in weights:
+        mean = total / n
+        rows.append({
+            "layer_index": li, "name": names.get(li), "edges": n, "weight_min": lo,
+            "weight_max": hi, "weight_sum": total, "abs_weight_sum": total_abs,
+            "weight_mean": mean, "weight_std": max(0.0, total_sq / n - mean * mean) ** 0.5,
+            "in_degree_min": degrees[li][0], "in_degree_max": degrees[li][1],
+            "in_degree_mean": degrees[li][2]})
+    return rows
