@@ -240,3 +240,8 @@ def test_layer_statistics_are_exact_against_numpy_over_the_enumeration(tmp_path)
             assert abs(r[key] - want) <= 1e-9 * max(1.0, abs(want)), (spec.name, key)
         assert (r["in_degree_min"], r["in_degree_max"]) == (degree.min(), degree.max())
         assert abs(r["in_degree_mean"] - degree.mean()) < 1e-9
+    r = CliRunner().invoke(main, ["analyze", str(tmp_path / "ds"), "-o", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    text = (tmp_path / "rep" / "statistics.md").read_text()
+    assert all(f"| {spec.name} | {spec.edges:,} |" in text for spec in g.layer_specs()
+               if spec.edges)

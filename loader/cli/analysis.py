@@ -154,8 +154,8 @@ def pull(name, layer_range, cone, cypher, params, output, max_edges, quiet):
               help="imagenet (default for application names), none (random), or a weights file")
 @click.option("--input-shape", callback=parse_shape, help="input shape H,W,C (application names)")
 @click.option("--no-top", is_flag=True, help="application names: leave out the classifier")
-@click.option("--neuron", required=True, metavar="LAYER:INDEX",
-              help="the neuron whose receptive field is mapped")
+@click.option("--neuron", metavar="LAYER:INDEX",
+              help="the neuron whose receptive field is mapped (required but for datasets)")
 @click.option("--subgraph", metavar="layers=A:B | cone=L:I[:D]",
               help="where the NetworkX metrics run (default: the neuron's cone, depth 2)")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
@@ -172,6 +172,10 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
             max_cost, max_edges):
     """Write an analysis report (Markdown or HTML, with PNG plots) of a neuron graph.
 
+    MODEL may also be a Parquet dataset directory (`export --format parquet`): then the
+    report is the exact per-layer statistics (weights, in-degrees) computed by DuckDB over
+    every edge, whatever the size.
+
     Weight histograms, degree and strength distributions per layer, the receptive-field map
     of --neuron, and PageRank / betweenness / communities on --subgraph, with their cost
     estimated and checked before running.
@@ -181,12 +185,22 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
       weightgraph analyze vgg16 --weights none --input-shape 32,32,3 \\
           --neuron block3_conv3:1000 --subgraph cone=block3_conv3:1000:2 -o report/
       weightgraph analyze --name vgg16_32 --neuron block3_conv3:1000 -o report/ --format html
+      weightgraph analyze vgg16.parquet -o report/     # a Parquet dataset: exact, via DuckDB
     """
     from ..analysis.report import analyze as run_analysis
 
     if (model is None) == (name is None):
         raise click.UsageError("give either MODEL (a Keras file or application name) or "
                                "--name (a model loaded in Neo4j)")
+    from ..sinks.parquet import is_dataset
+
+    if model is not None and is_dataset(model):
+        from ..analysis.dataset import write_statistics
+
+        click.echo(f"wrote {write_statistics(model, out_dir)}")
+        return
+    if neuron is None:
+        raise click.UsageError("--neuron LAYER:INDEX is required (but for a Parquet dataset)")
     chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
     db = None
     if name is not None:
