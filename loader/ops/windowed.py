@@ -190,7 +190,8 @@ class WindowedOp(NeuronOp):
                     cn = min(ci_step, cin_g - c0)
                     yield buf.block(b, o_sh, t_sh, i_sh, size, c0, cn, reuse_buffers)
 
-    def iter_edges_by_weight(self, batch_size: int, tile_edges: int) -> Iterator[Edges]:
+    def iter_edges_by_weight(self, batch_size: int, tile_edges: int,
+                             tiles: range | None = None) -> Iterator[Edges]:
         """Every edge of the layer, *weight-major* within tiles of output positions.
 
         The output positions are cut into tiles of about ``tile_edges`` edges (never less than
@@ -204,7 +205,9 @@ class WindowedOp(NeuronOp):
 
         Returns the same edges as :meth:`iter_edges` (same weights, bit for bit), in another
         order; batches hold at most ``batch_size`` edges, except that one channel pair over a
-        tile's positions for one tap is never split.
+        tile's positions for one tap is never split. ``tiles`` restricts the stream to those
+        tile numbers (``range(n_tiles(tile_edges))`` is all): the shards of a distributed
+        enumeration, whose output does not depend on how they are spread over tasks.
         """
         pairs = [np.concatenate(parts) if len(parts) > 1 else parts[0]
                  for parts in zip(*((o, t, i, np.ones(0) if s is None else s)
@@ -216,13 +219,12 @@ class WindowedOp(NeuronOp):
         by_out = np.argsort(out, kind="stable")
         out, tap, inp = out[by_out], tap[by_out], inp[by_out]
         scale = None if scale is None else scale[by_out].astype(np.float32)
-        n_pos = int(out[-1]) + 1
-        per_pos = max(1, len(out) * self.per_pair // max(1, len(np.unique(out))))
-        tile = max(1, tile_edges // per_pos)
+        n_pos, tile = self._tiling(out, tile_edges)
         combos = self.per_pair
         kernel = None if self.kernel is None else self.kernel.reshape(len(self.kernel), combos)
         cout, cin = self.cout, self.cin
-        for p0 in range(0, n_pos, tile):
+        for t in tiles if tiles is not None else range(-(-n_pos // tile)):
+            p0 = t * tile
             lo, hi = np.searchsorted(out, [p0, p0 + tile])
             if lo == hi:
                 continue
@@ -264,6 +266,20 @@ class WindowedOp(NeuronOp):
                             src, dst, w = keep((src, dst, w), real)
                     if len(src):
                         yield src, dst, w
+
+    def _tiling(self, out: np.ndarray, tile_edges: int) -> tuple[int, int]:
+        """(output positions, positions per tile) of the weight-major order."""
+        n_pos = int(self.n_neurons // max(1, self.cout))
+        per_pos = max(1, len(out) * self.per_pair // max(1, len(np.unique(out))))
+        return n_pos, max(1, tile_edges // per_pos)
+
+    def n_tiles(self, tile_edges: int) -> int:
+        """How many tiles :meth:`iter_edges_by_weight` cuts the layer into."""
+        out = np.concatenate([o for o, _, _, _ in self._edge_pairs.iter_chunks(1 << 20)])
+        if not len(out):
+            return 0
+        n_pos, tile = self._tiling(out, tile_edges)
+        return -(-n_pos // tile)
 
     # ------------------------------------------------------------------ attributes
     def zero_in_window(self) -> np.ndarray | None:

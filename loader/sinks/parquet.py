@@ -81,6 +81,74 @@ _EDGE_OPTIONS = dict(use_dictionary=False, compression="zstd",
 _NODE_OPTIONS = dict(compression="zstd")
 
 
+def _node_table(batch: NodeBatch):
+    import pyarrow as pa
+
+    n = len(batch)
+    schema = _schemas()[0]
+    table = pa.table([
+        pa.array(batch.id, pa.int64()),
+        pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [batch.layer]),
+        pa.array(batch.index, pa.int64()),
+        pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [batch.op]),
+        pa.array(np.broadcast_to(np.asarray(batch.bias, np.float32), (n,))),
+        pa.array(batch.activations().astype(str), pa.string()),
+    ], names=schema.names)
+    return table.cast(schema)
+
+
+def _edge_table(batch: EdgeBatch):
+    import pyarrow as pa
+
+    return pa.Table.from_arrays([pa.array(batch.src), pa.array(batch.dst),
+                                 pa.array(batch.weight)], schema=_schemas()[1])
+
+
+def write_part(path: str | os.PathLike, kind: str, batches) -> int:
+    """Write node or edge batches (``kind`` ``nodes`` / ``edges``) to one Parquet file of a
+    dataset, with the dataset's schema and encodings; returns the rows written. The parts of a
+    distributed export (``loader.analysis.spark``) are written with it."""
+    import pyarrow.parquet as pq
+
+    schema, options = ((_schemas()[0], _NODE_OPTIONS) if kind == "nodes"
+                       else (_schemas()[1], _EDGE_OPTIONS))
+    table_of = _node_table if kind == "nodes" else _edge_table
+    rows = 0
+    with pq.ParquetWriter(path, schema, **options) as writer:
+        for batch in batches:
+            if len(batch):
+                writer.write_table(table_of(batch))
+                rows += len(batch)
+    return rows
+
+
+def dataset_metadata(graph_data: dict, counts: dict[int, list[int]], edge_order: str) -> dict:
+    """The content of ``graph.json``: graph data plus format, counts and order."""
+    meta = dict(graph_data)
+    meta.update(format=DATASET_FORMAT, format_version=DATASET_VERSION,
+                contract_version=CONTRACT_VERSION,
+                nodes=sum(v[0] for v in counts.values()),
+                edges=sum(v[1] for v in counts.values()), edge_order=edge_order,
+                partitioning="hive:layer_index",
+                counts={str(k): {"nodes": v[0], "edges": v[1]}
+                        for k, v in sorted(counts.items())})
+    return meta
+
+
+def finish_dataset(tmp: Path, path: Path, meta: dict) -> None:
+    """Write ``graph.json`` into the temporary directory ``tmp`` and rename it to ``path``."""
+    (tmp / "graph.json").write_text(json.dumps(meta, indent=1, default=_json_scalar) + "\n")
+    _replace_dir(tmp, path)
+
+
+def temporary_dir(path: Path) -> Path:
+    """A new hidden temporary directory next to ``path`` (leftovers of dead exports removed)."""
+    _remove_abandoned(path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp.mkdir(parents=True)
+    return tmp
+
+
 class ParquetDatasetWriter(BatchSink):
     """Write a neuron graph to a Parquet dataset directory, batch by batch, in bounded memory.
 
@@ -113,10 +181,7 @@ class ParquetDatasetWriter(BatchSink):
         self.nodes_written = 0
         self.edges_written = 0
         self.layer_counts: dict[int, list[int]] = {}
-        self._node_schema, self._edge_schema = _schemas()
-        _remove_abandoned(self.path)
-        self._tmp = self.path.parent / f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        self._tmp.mkdir(parents=True)
+        self._tmp = temporary_dir(self.path)
         self._open = {"nodes": None, "edges": None}  # kind -> (layer_index, pq.ParquetWriter)
         self._closed = False
 
@@ -133,43 +198,29 @@ class ParquetDatasetWriter(BatchSink):
         if folder.exists():
             raise ValueError(f"{kind} of layer {layer_index} came in two separate runs")
         folder.mkdir(parents=True)
-        schema, options = ((self._node_schema, _NODE_OPTIONS) if kind == "nodes"
-                           else (self._edge_schema, _EDGE_OPTIONS))
+        schema, options = ((_schemas()[0], _NODE_OPTIONS) if kind == "nodes"
+                           else (_schemas()[1], _EDGE_OPTIONS))
         writer = pq.ParquetWriter(folder / "part-0.parquet", schema, **options)
         self._open[kind] = (layer_index, writer)
         return writer
 
     def write_nodes(self, batch: NodeBatch) -> None:
         """Append the neurons of ``batch`` to its layer's node file."""
-        import pyarrow as pa
-
         n = len(batch)
         if n == 0:
             return
         self._check_open()
-        table = pa.table([
-            pa.array(batch.id, pa.int64()),
-            pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [batch.layer]),
-            pa.array(batch.index, pa.int64()),
-            pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [batch.op]),
-            pa.array(np.broadcast_to(np.asarray(batch.bias, np.float32), (n,))),
-            pa.array(batch.activations().astype(str), pa.string()),
-        ], names=self._node_schema.names)
-        self._writer("nodes", batch.layer_index).write_table(table.cast(self._node_schema))
+        self._writer("nodes", batch.layer_index).write_table(_node_table(batch))
         self.nodes_written += n
         self.layer_counts.setdefault(int(batch.layer_index), [0, 0])[0] += n
 
     def write_edges(self, batch: EdgeBatch) -> None:
         """Append the edges of ``batch`` (one row group) to its layer's edge file."""
-        import pyarrow as pa
-
         n = len(batch)
         if n == 0:
             return
         self._check_open()
-        table = pa.Table.from_arrays([pa.array(batch.src), pa.array(batch.dst),
-                                      pa.array(batch.weight)], schema=self._edge_schema)
-        self._writer("edges", batch.layer_index).write_table(table)
+        self._writer("edges", batch.layer_index).write_table(_edge_table(batch))
         self.edges_written += n
         self.layer_counts.setdefault(int(batch.layer_index), [0, 0])[1] += n
 
@@ -180,16 +231,8 @@ class ParquetDatasetWriter(BatchSink):
             return self.path
         try:
             self._close_files()
-            meta = dict(self.graph_data)
-            meta.update(format=DATASET_FORMAT, format_version=DATASET_VERSION,
-                        contract_version=CONTRACT_VERSION, nodes=self.nodes_written,
-                        edges=self.edges_written, edge_order=self.edge_order,
-                        partitioning="hive:layer_index",
-                        counts={str(k): {"nodes": v[0], "edges": v[1]}
-                                for k, v in sorted(self.layer_counts.items())})
-            (self._tmp / "graph.json").write_text(
-                json.dumps(meta, indent=1, default=_json_scalar) + "\n")
-            _replace_dir(self._tmp, self.path)
+            finish_dataset(self._tmp, self.path,
+                           dataset_metadata(self.graph_data, self.layer_counts, self.edge_order))
         except BaseException:
             self.discard()
             raise
