@@ -22,9 +22,9 @@ NEO4J_BYTES_PER_REL = 81
 NEO4J_BYTES_PER_NODE = 150
 
 # Parquet dataset (loader.sinks.parquet, weight-major order, delta ids, zstd): bench_parquet
-# on VGG16 at 64x64 (1.14e9 edges) measured 0.28 bytes/edge; at 224x224 the long runs of the
-# big feature maps bring it lower, Dense layers (distinct weights) cost ~4. A node ~10 bytes.
-PARQUET_BYTES_PER_EDGE = 0.3
+# wrote all 14,975,945,472 edges of VGG16 at 224x224 in 2.99 GB, 0.20 bytes/edge (0.28 at
+# 64x64: shorter runs); Dense layers (all weights distinct) cost ~4. A node ~10 bytes.
+PARQUET_BYTES_PER_EDGE = 0.2
 PARQUET_BYTES_PER_NODE = 10
 
 # Throughputs, edges per second (bench/ figures; see the closing notes of the issues).
@@ -33,7 +33,7 @@ GRAPHML_EDGES_PER_S = 2.5e6       # bench_graphml: 1.5-3.7M edges/s
 NETWORKX_EDGES_PER_S = 1.0e6      # to_networkx: add_edges_from of python tuples
 NEO4J_ONLINE_EDGES_PER_S = 200e3  # bench_load: VGG16 block 1 at 32x32, 160-238k
 NEO4J_BULK_EDGES_PER_S = 600e3    # bench_load: the same, CSV + import + restart, 435-626k
-PARQUET_EDGES_PER_S = 23e6        # bench_parquet: VGG16 64x64 whole, one process, 2-core VM
+PARQUET_EDGES_PER_S = 15e6        # bench_parquet: 9.9M (VGG16 224, shared VM at load 8) to 23M
 
 
 def estimates(n_nodes: int, n_edges: int) -> dict:

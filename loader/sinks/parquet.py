@@ -11,10 +11,18 @@ pyarrow (``partitioning="hive"``), DuckDB (``hive_partitioning=true``), Spark an
 Widths: ``id``, ``index``, ``src``, ``dst`` int64; ``layer_index`` int32; ``bias`` and
 ``weight`` float32 (the values the graph is made of, bit for bit); strings UTF-8.
 
-Edge order and encodings, chosen by measurement (pyarrow 26 on the shared 2-core VM; one
-column of 16M edges of VGG16 ``block3_conv2`` at 224x224 written alone, values per second and
-bytes per value; ``/tmp`` experiment recorded here, the whole-graph figures are in
-``bench/bench_parquet.py``):
+Measured by ``bench/bench_parquet.py`` on the shared 2-core VM (pyarrow 26, one process, the
+VM at load average 7-11 from other work): all 14,975,945,472 edges of VGG16 at 224x224 in
+25.2 min, **2.99 GB, 0.20 bytes per edge** (goal 0.5), 9.9M edges/s wall clock (goal 100M: not
+reached; at most 463 CPU-seconds for the whole process, so >= 32M edges per CPU-second). Same
+run, first 8M edges of block1_conv2, block3_conv2, block5_conv1 and fc1: ``pq.write_table``
+defaults 3.54 bytes/edge at 20.5M edges/s, these settings 1.04 at 12.9M edges/s (fc1's
+distinct weights dominate the sample), our GraphML writer 91 bytes at 0.5M. Then DuckDB over
+the dataset: edges and weight sum per layer over all 15e9 edges 36.7 s; the 10 strongest edges
+into one block1_conv2 neuron 0.34 s (row groups pruned on ``dst``).
+
+Edge order and encodings, chosen by measurement (one column of 16M edges of VGG16
+``block3_conv2`` at 224x224 written alone; values per second and bytes per value):
 
 * Order: **weight-major within tiles of output positions**
   (:meth:`loader.ops.windowed.WindowedOp.iter_edges_by_weight`): a kernel entry's edges are
