@@ -12,7 +12,7 @@
    by row-group pruning on ``dst``), checked against the graph's own count of in-edges.
 
 Everything written goes under ``--dir`` (default: a new directory in /tmp) and is deleted at
-the end, also on failure. Run: ``.venv/bin/python bench/bench_parquet.py`` (~15 min and ~3 GB
+the end, also on failure. Run: ``.venv/bin/python bench/bench_parquet.py`` (~30 min and ~3 GB
 of disk on the 2-core VM; ``--sample`` and ``--input-shape`` make it smaller).
 """
 
