@@ -54,14 +54,14 @@ def main():
 
 
 def _register_commands():
-    from .analysis import analyze, pull, query
+    from .analysis import analyze, pull, query, sql
     from .demo import demo
     from .graph import export, plan
     from .neo4j import delete_command, load_command, ping, verify_command
     from .server import server
 
     for command in (plan, export, ping, load_command, verify_command, delete_command, demo,
-                    query, pull, analyze, server):
+                    query, pull, analyze, sql, server):
         main.add_command(command)
 
 

@@ -161,8 +161,8 @@ def pull(name, layer_range, cone, cypher, params, output, max_edges, allow_incom
               help="imagenet (default for application names), none (random), or a weights file")
 @click.option("--input-shape", callback=parse_shape, help="input shape H,W,C (application names)")
 @click.option("--no-top", is_flag=True, help="application names: leave out the classifier")
-@click.option("--neuron", required=True, metavar="LAYER:INDEX",
-              help="the neuron whose receptive field is mapped")
+@click.option("--neuron", metavar="LAYER:INDEX",
+              help="the neuron whose receptive field is mapped (required but for datasets)")
 @click.option("--subgraph", metavar="layers=A:B | cone=L:I[:D]",
               help="where the NetworkX metrics run (default: the neuron's cone, depth 2)")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
@@ -182,6 +182,10 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
             max_cost, max_edges, allow_incomplete):
     """Write an analysis report (Markdown or HTML, with PNG plots) of a neuron graph.
 
+    MODEL may also be a Parquet dataset directory (`export --format parquet`): then the
+    report is the exact per-layer statistics (weights, in-degrees) computed by DuckDB over
+    every edge, whatever the size.
+
     Weight histograms, degree and strength distributions per layer, the receptive-field map
     of --neuron, and PageRank / betweenness / communities on --subgraph, with their cost
     estimated and checked before running.
@@ -191,12 +195,22 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
       weightgraph analyze vgg16 --weights none --input-shape 32,32,3 \\
           --neuron block3_conv3:1000 --subgraph cone=block3_conv3:1000:2 -o report/
       weightgraph analyze --name vgg16_32 --neuron block3_conv3:1000 -o report/ --format html
+      weightgraph analyze vgg16.parquet -o report/     # a Parquet dataset: exact, via DuckDB
     """
     from ..analysis.report import analyze as run_analysis
 
     if (model is None) == (name is None):
         raise click.UsageError("give either MODEL (a Keras file or application name) or "
                                "--name (a model loaded in Neo4j)")
+    from ..sinks.parquet import is_dataset
+
+    if model is not None and is_dataset(model):
+        from ..analysis.dataset import write_statistics
+
+        click.echo(f"wrote {write_statistics(model, out_dir)}")
+        return
+    if neuron is None:
+        raise click.UsageError("--neuron LAYER:INDEX is required (but for a Parquet dataset)")
     chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
     db = None
     if name is not None:
@@ -215,3 +229,53 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
         if db is not None:
             db.close()
     click.echo(f"wrote {path}")
+
+
+# ---------------------------------------------------------------------------- sql
+@click.command("sql")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True)
+@click.option("--threads", type=int, help="DuckDB threads (default: one per core)")
+def sql(dataset, query, fmt, threads):
+    """Run SQL (DuckDB) over a Parquet dataset written by `export --format parquet`.
+
+    Views: nodes(id, layer, index, op, bias, activation, layer_index),
+    edges(src, dst, weight, layer_index) where layer_index is the layer the edge enters,
+    and the table layers(layer_index, name, class_name, kind, op, neurons, edges, offset).
+    A filter on layer_index reads one layer's files only; one on dst skips row groups.
+
+    \b
+    Example:
+      weightgraph sql vgg16.parquet "SELECT l.name, count(*) AS edges, sum(weight) AS w
+          FROM edges e JOIN layers l USING (layer_index) GROUP BY ALL ORDER BY 1"
+      weightgraph sql vgg16.parquet "SELECT src, weight FROM edges WHERE dst = 1234567
+          ORDER BY abs(weight) DESC LIMIT 10" --format csv
+    """
+    from ..analysis.dataset import run_sql
+
+    columns, rows = run_sql(dataset, query, threads=threads)
+    click.echo(format_rows(columns, rows, fmt), nl=False)
+
+
+def format_rows(columns: list[str], rows: list[tuple], fmt: str) -> str:
+    """Rows as an aligned text table, JSON (a list of objects) or CSV with a header."""
+    import csv
+    import io
+    import json
+
+    if fmt == "json":
+        return json.dumps([dict(zip(columns, r)) for r in rows], default=str, indent=1) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+        return buf.getvalue()
+    cells = [[str(c) for c in columns]] + [["NULL" if v is None else str(v) for v in r]
+                                           for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines) + f"\n({len(rows)} row{'s' if len(rows) != 1 else ''})\n"

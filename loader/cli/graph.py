@@ -17,8 +17,8 @@ __all__ = ["plan", "export"]
 def plan(model, weights, input_shape, no_top, layer_range, cone, as_json):
     """Sizes and costs of a model's neuron graph, before any work.
 
-    Per layer: class, op, output shape, neurons, edges; totals; estimated GraphML, NetworkX and
-    Neo4j sizes and times (from the benchmarks in bench/).
+    Per layer: class, op, output shape, neurons, edges; totals; estimated GraphML, NetworkX,
+    Neo4j and Parquet sizes and times (from the benchmarks in bench/).
 
     \b
     Example:
@@ -46,30 +46,56 @@ def plan(model, weights, input_shape, no_top, layer_range, cone, as_json):
                f"(~{seconds(e['graphml_seconds'])}), NetworkX {human(e['networkx_bytes'])} in "
                f"memory, Neo4j store {human(e['neo4j_store_bytes'])} (online "
                f"~{seconds(e['neo4j_online_seconds'])}, bulk ~{seconds(e['neo4j_bulk_seconds'])})")
+    click.echo(f"  Parquet dataset {human(e['parquet_bytes'])} (~{seconds(e['parquet_seconds'])})")
 
 
 # ---------------------------------------------------------------------------- export
 @click.command()
 @model_options()
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="FILE.graphml or FILE.graphml.gz")
-@click.option("--batch-size", default=1 << 20, show_default=True, help="edges per batch")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="FILE.graphml, FILE.graphml.gz, or a dataset DIR with --format parquet")
+@click.option("--format", "fmt", type=click.Choice(["graphml", "parquet"]),
+              help="default: graphml for .graphml/.graphml.gz outputs")
+@click.option("--batch-size", default=1 << 20, show_default=True,
+              help="edges per batch (and per Parquet row group)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def export(model, weights, input_shape, no_top, layer_range, cone, output, batch_size, quiet):
-    """Write the neuron graph (or a selection) as GraphML, streaming in bounded memory.
+def export(model, weights, input_shape, no_top, layer_range, cone, output, fmt, batch_size,
+           quiet):
+    """Write the neuron graph (or a selection) as GraphML or as a Parquet dataset, streaming
+    in bounded memory.
+
+    A Parquet dataset is a directory: graph.json, nodes/ and edges/ partitioned by
+    layer_index (Hive style), read by DuckDB (`weightgraph sql`), pyarrow, Polars and Spark.
+    It is written to a hidden temporary directory and renamed at the end, so a failed or
+    killed export leaves nothing at DIR.
 
     \b
     Example:
       weightgraph export vgg16 --weights none --input-shape 32,32,3 \\
           --layers block1_conv1:block1_pool -o block1.graphml.gz
       weightgraph export model.keras --cone dense:3 -o cone.graphml
+      weightgraph export vgg16 --weights none -o vgg16.parquet --format parquet
     """
-    from ..sinks.graphml import write_graphml
-
-    if not (output.endswith(".graphml") or output.endswith(".graphml.gz")):
+    graphml_name = output.endswith(".graphml") or output.endswith(".graphml.gz")
+    fmt = fmt or ("graphml" if graphml_name else None)
+    if fmt is None:
+        raise WeightgraphError(f"say --format parquet for a dataset directory, or give a "
+                               f".graphml/.graphml.gz file: {output}")
+    if fmt == "graphml" and not graphml_name:
         raise WeightgraphError(f"output must end in .graphml or .graphml.gz: {output}")
+    if fmt == "parquet":
+        from ..sinks.parquet import check_target
+
+        check_target(output)  # before the model is loaded
     g = open_graph(model, weights, input_shape, no_top, layer_range, cone)
-    stats = write_graphml(g, output, batch_size=batch_size, progress=not quiet)
+    if fmt == "parquet":
+        from ..sinks.parquet import write_parquet
+
+        stats = write_parquet(g, output, batch_size=batch_size, progress=not quiet)
+    else:
+        from ..sinks.graphml import write_graphml
+
+        stats = write_graphml(g, output, batch_size=batch_size, progress=not quiet)
     click.echo(f"wrote {output}: {stats['nodes']:,} nodes, {stats['edges']:,} edges, "
                f"{human(stats['bytes'])} in {seconds(stats['seconds'])} "
                f"({stats['edges_per_s']:,.0f} edges/s)")

@@ -27,22 +27,31 @@ NEO4J_BYTES_PER_NODE = 150
 CSV_GZ_BYTES_PER_EDGE = 10
 CSV_GZ_BYTES_PER_NODE = 16
 
+# Parquet dataset (loader.sinks.parquet, weight-major order, delta ids, zstd): bench_parquet
+# wrote all 14,975,945,472 edges of VGG16 at 224x224 in 2.99 GB, 0.20 bytes/edge (0.28 at
+# 64x64: shorter runs); Dense layers (all weights distinct) cost ~4. A node ~10 bytes.
+PARQUET_BYTES_PER_EDGE = 0.2
+PARQUET_BYTES_PER_NODE = 10
+
 # Throughputs, edges per second (bench/ figures; see the closing notes of the issues).
 ENUMERATE_EDGES_PER_S = 1.4e9   # bench_enumerate: VGG16 224 on one core, with a checksum
 GRAPHML_EDGES_PER_S = 2.5e6       # bench_graphml: 1.5-3.7M edges/s
 NETWORKX_EDGES_PER_S = 1.0e6      # to_networkx: add_edges_from of python tuples
 NEO4J_ONLINE_EDGES_PER_S = 200e3  # bench_load: VGG16 block 1 at 32x32, 160-238k
 NEO4J_BULK_EDGES_PER_S = 600e3    # bench_load: the same, CSV + import + restart, 435-626k
+PARQUET_EDGES_PER_S = 15e6        # bench_parquet: 9.9M (VGG16 224, shared VM at load 8) to 23M
 
 
 def estimates(n_nodes: int, n_edges: int) -> dict:
     return {
         "graphml_bytes": n_edges * GRAPHML_BYTES_PER_EDGE + n_nodes * GRAPHML_BYTES_PER_NODE,
         "networkx_bytes": n_edges * NX_BYTES_PER_EDGE + n_nodes * NX_BYTES_PER_NODE,
+        "parquet_bytes": n_edges * PARQUET_BYTES_PER_EDGE + n_nodes * PARQUET_BYTES_PER_NODE,
         "neo4j_store_bytes": n_edges * NEO4J_BYTES_PER_REL + n_nodes * NEO4J_BYTES_PER_NODE,
         "enumerate_seconds": n_edges / ENUMERATE_EDGES_PER_S,
         "graphml_seconds": n_edges / GRAPHML_EDGES_PER_S,
         "networkx_seconds": n_edges / NETWORKX_EDGES_PER_S,
+        "parquet_seconds": n_edges / PARQUET_EDGES_PER_S,
         "neo4j_online_seconds": n_edges / NEO4J_ONLINE_EDGES_PER_S,
         "neo4j_bulk_seconds": n_edges / NEO4J_BULK_EDGES_PER_S,
     }

@@ -155,13 +155,23 @@ class NeuronGraph:
                                 op=e.op.op, bias=e.op.bias(idx), activation=e.op.activation(idx))
 
     def iter_edge_batches(self, batch_size: int = DEFAULT_BATCH, *, reuse_buffers: bool = False,
-                          layers: list[int] | None = None) -> Iterator[EdgeBatch]:
-        """Selected edges in bounded batches, grouped by the layer they enter, in order."""
+                          layers: list[int] | None = None, by_weight: int | None = None
+                          ) -> Iterator[EdgeBatch]:
+        """Selected edges in bounded batches, grouped by the layer they enter, in order.
+
+        ``by_weight`` (a tile size in edges) asks for the weight-major order of
+        :meth:`~loader.ops.windowed.WindowedOp.iter_edges_by_weight` where a layer is taken
+        whole (the columnar sinks' order); ``reuse_buffers`` does not apply to it.
+        """
         for i in sorted(self.edge_masks) if layers is None else layers:
             if i not in self.edge_masks:
                 continue
-            op = self.entries[i].op
-            for src, dst, w in op.iter_edges(batch_size, self.edge_masks[i], reuse_buffers):
+            op, mask = self.entries[i].op, self.edge_masks[i]
+            if by_weight is not None and mask is None:
+                edges = op.iter_edges_by_weight(batch_size, by_weight)
+            else:
+                edges = op.iter_edges(batch_size, mask, reuse_buffers)
+            for src, dst, w in edges:
                 yield EdgeBatch(src, dst, w, i)
 
     # ------------------------------------------------------------------ selections

@@ -190,6 +190,97 @@ class WindowedOp(NeuronOp):
                     cn = min(ci_step, cin_g - c0)
                     yield buf.block(b, o_sh, t_sh, i_sh, size, c0, cn, reuse_buffers)
 
+    def iter_edges_by_weight(self, batch_size: int, tile_edges: int,
+                             tiles: range | None = None) -> Iterator[Edges]:
+        """Every edge of the layer, *weight-major* within tiles of output positions.
+
+        The output positions are cut into tiles of about ``tile_edges`` edges (never less than
+        one position); within a tile the edges go tap by tap, then channel pair by channel
+        pair (group, input channel, output channel), then position by position. So one weight
+        (one kernel entry) covers a run of consecutive edges as long as the tile's positions
+        for that tap, and along the run ``dst`` steps by ``cout`` and ``src`` by ``cin`` times
+        the stride: the regularity that run-length, dictionary and delta encodings keep
+        (``loader.sinks.parquet``). A tile's edges enter only the tile's neurons, so a reader
+        filtering on ``dst`` skips the other tiles' row groups.
+
+        Returns the same edges as :meth:`iter_edges` (same weights, bit for bit), in another
+        order; batches hold at most ``batch_size`` edges, except that one channel pair over a
+        tile's positions for one tap is never split. ``tiles`` restricts the stream to those
+        tile numbers (``range(n_tiles(tile_edges))`` is all): the shards of a distributed
+        enumeration, whose output does not depend on how they are spread over tasks.
+        """
+        pairs = [np.concatenate(parts) if len(parts) > 1 else parts[0]
+                 for parts in zip(*((o, t, i, np.ones(0) if s is None else s)
+                                    for o, t, i, s in self._edge_pairs.iter_chunks(1 << 20)))]
+        out, tap, inp, scale = pairs
+        scale = scale if self._edge_pairs.has_scale else None
+        if not len(out):
+            return
+        by_out = np.argsort(out, kind="stable")
+        out, tap, inp = out[by_out], tap[by_out], inp[by_out]
+        scale = None if scale is None else scale[by_out].astype(np.float32)
+        n_pos, tile = self._tiling(out, tile_edges)
+        combos = self.per_pair
+        kernel = None if self.kernel is None else self.kernel.reshape(len(self.kernel), combos)
+        cout, cin = self.cout, self.cin
+        for t in tiles if tiles is not None else range(-(-n_pos // tile)):
+            p0 = t * tile
+            lo, hi = np.searchsorted(out, [p0, p0 + tile])
+            if lo == hi:
+                continue
+            sl = slice(lo, hi)
+            order = lo + np.argsort(tap[sl], kind="stable")  # (tap, out): positions ascending
+            t_out, t_tap, t_inp = out[order], tap[order], inp[order]
+            t_scale = None if scale is None else scale[order]
+            bounds = np.flatnonzero(np.diff(t_tap)) + 1
+            for a, b in zip(np.r_[0, bounds], np.r_[bounds, len(t_tap)]):
+                a, b = int(a), int(b)
+                dst_base = self.offset + t_out[a:b] * cout
+                n = b - a
+                k_max = max(1, batch_size // n)
+                for q0 in range(0, combos, k_max):
+                    q = np.arange(q0, min(combos, q0 + k_max), dtype=np.int64)
+                    grp, rest = np.divmod(q, self.cin_g * self.cout_g)
+                    c, o = np.divmod(rest, self.cout_g)
+                    src_chan = grp * self.cin_g + c
+                    dst = dst_base[None, :] + (grp * self.cout_g + o)[:, None]
+                    if self._ids2d is None:
+                        src_base = self.inputs[0].offset + t_inp[a:b] * cin
+                        src = src_base[None, :] + src_chan[:, None]
+                    else:
+                        src = self._ids2d[t_inp[a:b][None, :], src_chan[:, None]]
+                    if kernel is not None:
+                        w = np.broadcast_to(kernel[int(t_tap[a]), q0:q0 + len(q)][:, None],
+                                            dst.shape)
+                        if t_scale is not None:
+                            w = w * t_scale[a:b][None, :]
+                    elif t_scale is not None:
+                        w = np.broadcast_to(t_scale[a:b][None, :], dst.shape)
+                    else:
+                        w = np.ones(dst.shape, np.float32)
+                    src, dst = src.reshape(-1), dst.reshape(-1)
+                    w = np.ascontiguousarray(w, dtype=np.float32).reshape(-1)
+                    if self._filter_zero:
+                        real = src >= 0
+                        if not real.all():
+                            src, dst, w = keep((src, dst, w), real)
+                    if len(src):
+                        yield src, dst, w
+
+    def _tiling(self, out: np.ndarray, tile_edges: int) -> tuple[int, int]:
+        """(output positions, positions per tile) of the weight-major order."""
+        n_pos = int(self.n_neurons // max(1, self.cout))
+        per_pos = max(1, len(out) * self.per_pair // max(1, len(np.unique(out))))
+        return n_pos, max(1, tile_edges // per_pos)
+
+    def n_tiles(self, tile_edges: int) -> int:
+        """How many tiles :meth:`iter_edges_by_weight` cuts the layer into."""
+        out = np.concatenate([o for o, _, _, _ in self._edge_pairs.iter_chunks(1 << 20)])
+        if not len(out):
+            return 0
+        n_pos, tile = self._tiling(out, tile_edges)
+        return -(-n_pos // tile)
+
     # ------------------------------------------------------------------ attributes
     def zero_in_window(self) -> np.ndarray | None:
         """Per neuron: does its window hold a constant zero from explicit padding?

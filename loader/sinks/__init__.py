@@ -3,6 +3,7 @@
 
 from .graphml import GraphMLWriter, graph_attributes, write_graphml
 from .networkx import NetworkXSink, keras_edges, to_networkx
+from .parquet import ParquetDatasetWriter, write_parquet
 
 __all__ = ["GraphMLWriter", "write_graphml", "graph_attributes",
-           "NetworkXSink", "to_networkx", "keras_edges"]
+           "NetworkXSink", "to_networkx", "keras_edges", "ParquetDatasetWriter", "write_parquet"]
