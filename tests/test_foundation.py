@@ -84,8 +84,10 @@ def test_no_neo4j_is_a_clear_error_not_a_traceback():
 def test_every_command_talks_to_the_configured_database(args, tmp_path, monkeypatch):
     """NEO4J_DATABASE reaches readers and writers alike: a database the server lacks is the
     same one-line error for each of them, naming it (one Database choice for every command)."""
+    password = Settings().neo4j_password.get_secret_value()  # from .env, before leaving it
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(main, args, env={"NEO4J_DATABASE": "wgmissing"})
+    result = CliRunner().invoke(main, args, env={"NEO4J_DATABASE": "wgmissing",
+                                                 "NEO4J_PASSWORD": password})
     assert result.exit_code == 1, result.output
     line = result.output.strip()
     assert "no database 'wgmissing'" in line and "\n" not in line and "Traceback" not in line
