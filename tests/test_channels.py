@@ -254,3 +254,50 @@ def test_channel_cone_and_layer_range():
     pooled = [e.name for e in full.entries if e.op is not None][2]
     rng = ChannelGraph(NeuronGraph.from_model(model), layers=f"{pooled}:{last}")
     assert (rng.n_nodes, rng.n_edges) == (3 + 4 + 3, 3 + 12)
+
+
+def test_channel_graphml_and_networkx_carry_the_same_graph(tmp_path):
+    import json
+
+    import networkx as nx
+
+    from loader.sinks.graphml import write_graphml
+    from loader.sinks.networkx import to_networkx
+
+    model = fe.seq((6, 6, 2), keras.layers.Conv2D(3, 3, padding="same"),
+                   keras.layers.BatchNormalization(), keras.layers.MaxPooling2D(2),
+                   keras.layers.Flatten(), keras.layers.Dense(2))
+    cg = ChannelGraph(NeuronGraph.from_model(model))
+    G = to_networkx(cg)
+    path = tmp_path / "c.graphml.gz"
+    stats = write_graphml(cg, path, progress=False)
+    H = nx.read_graphml(path, node_type=int)
+    assert (stats["nodes"], stats["edges"]) == (cg.n_nodes, cg.n_edges)
+    assert G.number_of_edges() == H.number_of_edges() == cg.n_edges
+    assert H.graph["granularity"] == G.graph["granularity"] == "channel"
+    for u, v, d in G.edges(data=True):
+        h = H.edges[u, v]
+        assert (h["edges"], h["total"], h["weight"]) == (d["edges"], d["total"], d["weight"])
+        assert json.loads(h["kernel"]) == d["kernel"] if "kernel" in d else "kernel" not in h
+    for n, d in G.nodes(data=True):
+        assert H.nodes[n] == d
+    conv = next(e.name for e in cg.entries if e.class_name == "Conv2D")
+    k = model.get_layer(conv).get_weights()[0]
+    ids = {(d["layer"], d["channel"]): n for n, d in G.nodes(data=True)}
+    src = ids[(cg.entries[0].name, 1)]
+    assert G.edges[src, ids[(conv, 2)]]["kernel"] == k[..., 1, 2].reshape(-1).tolist()
+
+
+def test_plan_command_at_channel_granularity():
+    from click.testing import CliRunner
+
+    from loader.cli import main
+
+    out = CliRunner().invoke(main, ["plan", "vgg16", "--weights", "none", "--no-top",
+                                    "--input-shape", "224,224,3", "--granularity", "channel",
+                                    "--json"])
+    assert out.exit_code == 0, out.output
+    import json
+
+    p = json.loads(out.output[out.output.index("{"):])
+    assert (p["granularity"], p["nodes"], p["edges"]) == ("channel", 5_699, 1_635_968)

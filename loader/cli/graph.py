@@ -12,10 +12,10 @@ __all__ = ["plan", "export"]
 
 
 @click.command()
-@model_options()
+@model_options(granularity=True)
 @click.option("--json", "as_json", is_flag=True, help="print the plan as JSON")
-def plan(model, weights, input_shape, no_top, layer_range, cone, as_json):
-    """Sizes and costs of a model's neuron graph, before any work.
+def plan(model, weights, input_shape, no_top, layer_range, cone, granularity, as_json):
+    """Sizes and costs of a model's neuron (or channel) graph, before any work.
 
     Per layer: class, op, output shape, neurons, edges; totals; estimated GraphML, NetworkX and
     Neo4j sizes and times (from the benchmarks in bench/).
@@ -24,23 +24,30 @@ def plan(model, weights, input_shape, no_top, layer_range, cone, as_json):
     Example:
       weightgraph plan vgg16 --weights none
       weightgraph plan resnet50 --weights none --input-shape 64,64,3 --json
+      weightgraph plan vgg16 --weights none --granularity channel --json
     """
-    g = open_graph(model, weights, input_shape, no_top, layer_range, cone)
+    g = open_graph(model, weights, input_shape, no_top, layer_range, cone,
+                   granularity=granularity)
     p = g.plan()
     if as_json:
         click.echo(p.model_dump_json(indent=2))
         return
-    click.echo(f"model {p.model}   input {tuple(p.input_shape)}   selection: {p.selection}")
-    header = f"{'#':>4}  {'layer':<34} {'class':<24} {'op':<8} {'output':<18} {'neurons':>12} {'edges':>16}"
+    channel = p.granularity == "channel"
+    unit = "channels" if channel else "neurons"
+    click.echo(f"model {p.model}   input {tuple(p.input_shape)}   selection: {p.selection}   "
+               f"granularity: {p.granularity}")
+    header = f"{'#':>4}  {'layer':<34} {'class':<24} {'op':<8} {'output':<18} {unit:>12} {'edges':>16}"
     click.echo(header)
     click.echo("-" * len(header))
     for s in p.layers:
+        nodes = (s.channels or 0) if channel else s.neurons
         click.echo(f"{s.index:>4}  {s.name[:34]:<34} {s.class_name[:24]:<24} {s.op or '-':<8} "
-                   f"{str(tuple(s.output_shape)):<18} {s.neurons:>12,} {s.edges:>16,}")
+                   f"{str(tuple(s.output_shape)):<18} {nodes:>12,} {s.edges:>16,}")
     click.echo("-" * len(header))
-    click.echo(f"total: {p.neurons:,} neurons, {p.edges:,} edges")
+    click.echo(f"total: {p.nodes:,} {unit}, {p.edges:,} edges"
+               + (f" ({p.neurons:,} neurons)" if channel else ""))
     if p.selection != "all":
-        click.echo(f"selected: {p.selected_neurons:,} neurons, {p.selected_edges:,} edges")
+        click.echo(f"selected: {p.selected_nodes:,} {unit}, {p.selected_edges:,} edges")
     e = p.estimates
     click.echo(f"estimates for the selection: GraphML {human(e['graphml_bytes'])} "
                f"(~{seconds(e['graphml_seconds'])}), NetworkX {human(e['networkx_bytes'])} in "
@@ -50,25 +57,28 @@ def plan(model, weights, input_shape, no_top, layer_range, cone, as_json):
 
 # ---------------------------------------------------------------------------- export
 @click.command()
-@model_options()
+@model_options(granularity=True)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="FILE.graphml or FILE.graphml.gz")
 @click.option("--batch-size", default=1 << 20, show_default=True, help="edges per batch")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def export(model, weights, input_shape, no_top, layer_range, cone, output, batch_size, quiet):
-    """Write the neuron graph (or a selection) as GraphML, streaming in bounded memory.
+def export(model, weights, input_shape, no_top, layer_range, cone, granularity, output,
+           batch_size, quiet):
+    """Write the neuron (or channel) graph, or a selection, as GraphML in bounded memory.
 
     \b
     Example:
       weightgraph export vgg16 --weights none --input-shape 32,32,3 \\
           --layers block1_conv1:block1_pool -o block1.graphml.gz
       weightgraph export model.keras --cone dense:3 -o cone.graphml
+      weightgraph export vgg16 --weights none --granularity channel -o vgg16.channels.graphml.gz
     """
     from ..sinks.graphml import write_graphml
 
     if not (output.endswith(".graphml") or output.endswith(".graphml.gz")):
         raise WeightgraphError(f"output must end in .graphml or .graphml.gz: {output}")
-    g = open_graph(model, weights, input_shape, no_top, layer_range, cone)
+    g = open_graph(model, weights, input_shape, no_top, layer_range, cone,
+                   granularity=granularity)
     stats = write_graphml(g, output, batch_size=batch_size, progress=not quiet)
     click.echo(f"wrote {output}: {stats['nodes']:,} nodes, {stats['edges']:,} edges, "
                f"{human(stats['bytes'])} in {seconds(stats['seconds'])} "
