@@ -364,7 +364,8 @@ def write_graphml(graph, path: str | os.PathLike, *, batch_size: int = 1 << 20,
 
     start = time.perf_counter()
     n_nodes, n_edges = graph.n_nodes, graph.n_edges
-    writer_class = ChannelGraphMLWriter if graph.granularity == "channel" else GraphMLWriter
+    writer_class = (ChannelGraphMLWriter if getattr(graph, "granularity", "neuron") == "channel"
+                    else GraphMLWriter)
     with writer_class(path, graph.graph_data()) as writer, progress_bar(
             n_edges, f"GraphML {Path(path).name}", enabled=progress, unit="edge") as bar:
         for nodes in graph.iter_node_batches(batch_size):

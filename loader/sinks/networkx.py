@@ -156,7 +156,8 @@ def to_networkx(graph, *, max_edges: int = 5_000_000) -> nx.DiGraph:
             "Raise max_edges if you have the memory, take a subgraph (layers= or cone=, or a "
             "smaller input_shape), or stream the graph out instead: export GraphML "
             "(write_graphml) or load it into Neo4j.")
-    sink_class = ChannelNetworkXSink if graph.granularity == "channel" else NetworkXSink
+    channel = getattr(graph, "granularity", "neuron") == "channel"
+    sink_class = ChannelNetworkXSink if channel else NetworkXSink
     sink = sink_class(graph.graph_data())
     for nodes in graph.iter_node_batches():
         sink.write_nodes(nodes)
