@@ -32,6 +32,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 # Public name -> the module that defines it.
 _API = {
     "NeuronGraph": "loader.graph.neuron_graph",
+    "ChannelGraph": "loader.graph.channels",
     "EdgeBatch": "loader.graph.batches",
     "NodeBatch": "loader.graph.batches",
     "execute": "loader.graph.forward",

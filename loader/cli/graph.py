@@ -12,10 +12,10 @@ __all__ = ["plan", "export"]
 
 
 @click.command()
-@model_options()
+@model_options(granularity=True)
 @click.option("--json", "as_json", is_flag=True, help="print the plan as JSON")
-def plan(model, weights, input_shape, no_top, layer_range, cone, as_json):
-    """Sizes and costs of a model's neuron graph, before any work.
+def plan(model, weights, input_shape, no_top, layer_range, cone, granularity, as_json):
+    """Sizes and costs of a model's neuron (or channel) graph, before any work.
 
     Per layer: class, op, output shape, neurons, edges; totals; estimated GraphML, NetworkX,
     Neo4j and Parquet sizes and times (from the benchmarks in bench/).
@@ -24,23 +24,30 @@ def plan(model, weights, input_shape, no_top, layer_range, cone, as_json):
     Example:
       weightgraph plan vgg16 --weights none
       weightgraph plan resnet50 --weights none --input-shape 64,64,3 --json
+      weightgraph plan vgg16 --weights none --granularity channel --json
     """
-    g = open_graph(model, weights, input_shape, no_top, layer_range, cone)
+    g = open_graph(model, weights, input_shape, no_top, layer_range, cone,
+                   granularity=granularity)
     p = g.plan()
     if as_json:
         click.echo(p.model_dump_json(indent=2))
         return
-    click.echo(f"model {p.model}   input {tuple(p.input_shape)}   selection: {p.selection}")
-    header = f"{'#':>4}  {'layer':<34} {'class':<24} {'op':<8} {'output':<18} {'neurons':>12} {'edges':>16}"
+    channel = p.granularity == "channel"
+    unit = "channels" if channel else "neurons"
+    click.echo(f"model {p.model}   input {tuple(p.input_shape)}   selection: {p.selection}   "
+               f"granularity: {p.granularity}")
+    header = f"{'#':>4}  {'layer':<34} {'class':<24} {'op':<8} {'output':<18} {unit:>12} {'edges':>16}"
     click.echo(header)
     click.echo("-" * len(header))
     for s in p.layers:
+        nodes = (s.channels or 0) if channel else s.neurons
         click.echo(f"{s.index:>4}  {s.name[:34]:<34} {s.class_name[:24]:<24} {s.op or '-':<8} "
-                   f"{str(tuple(s.output_shape)):<18} {s.neurons:>12,} {s.edges:>16,}")
+                   f"{str(tuple(s.output_shape)):<18} {nodes:>12,} {s.edges:>16,}")
     click.echo("-" * len(header))
-    click.echo(f"total: {p.neurons:,} neurons, {p.edges:,} edges")
+    click.echo(f"total: {p.nodes:,} {unit}, {p.edges:,} edges"
+               + (f" ({p.neurons:,} neurons)" if channel else ""))
     if p.selection != "all":
-        click.echo(f"selected: {p.selected_neurons:,} neurons, {p.selected_edges:,} edges")
+        click.echo(f"selected: {p.selected_nodes:,} {unit}, {p.selected_edges:,} edges")
     e = p.estimates
     click.echo(f"estimates for the selection: GraphML {human(e['graphml_bytes'])} "
                f"(~{seconds(e['graphml_seconds'])}), NetworkX {human(e['networkx_bytes'])} in "
@@ -51,7 +58,7 @@ def plan(model, weights, input_shape, no_top, layer_range, cone, as_json):
 
 # ---------------------------------------------------------------------------- export
 @click.command()
-@model_options()
+@model_options(granularity=True)
 @click.option("-o", "--output", required=True, type=click.Path(),
               help="FILE.graphml, FILE.graphml.gz, or a dataset DIR with --format parquet")
 @click.option("--format", "fmt", type=click.Choice(["graphml", "parquet"]),
@@ -59,10 +66,10 @@ def plan(model, weights, input_shape, no_top, layer_range, cone, as_json):
 @click.option("--batch-size", default=1 << 20, show_default=True,
               help="edges per batch (and per Parquet row group)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def export(model, weights, input_shape, no_top, layer_range, cone, output, fmt, batch_size,
-           quiet):
-    """Write the neuron graph (or a selection) as GraphML or as a Parquet dataset, streaming
-    in bounded memory.
+def export(model, weights, input_shape, no_top, layer_range, cone, granularity, output, fmt,
+           batch_size, quiet):
+    """Write the neuron (or channel) graph, or a selection, as GraphML or as a Parquet dataset
+    (neuron granularity), streaming in bounded memory.
 
     A Parquet dataset is a directory: graph.json, nodes/ and edges/ partitioned by
     layer_index (Hive style), read by DuckDB (`weightgraph sql`), pyarrow, Polars and Spark.
@@ -75,6 +82,7 @@ def export(model, weights, input_shape, no_top, layer_range, cone, output, fmt, 
           --layers block1_conv1:block1_pool -o block1.graphml.gz
       weightgraph export model.keras --cone dense:3 -o cone.graphml
       weightgraph export vgg16 --weights none -o vgg16.parquet --format parquet
+      weightgraph export vgg16 --weights none --granularity channel -o vgg16.channels.graphml.gz
     """
     graphml_name = output.endswith(".graphml") or output.endswith(".graphml.gz")
     fmt = fmt or ("graphml" if graphml_name else None)
@@ -84,10 +92,14 @@ def export(model, weights, input_shape, no_top, layer_range, cone, output, fmt, 
     if fmt == "graphml" and not graphml_name:
         raise WeightgraphError(f"output must end in .graphml or .graphml.gz: {output}")
     if fmt == "parquet":
+        if granularity == "channel":
+            raise WeightgraphError("the Parquet dataset holds the neuron graph: export the "
+                                   "channel graph as GraphML")
         from ..sinks.parquet import check_target
 
         check_target(output)  # before the model is loaded
-    g = open_graph(model, weights, input_shape, no_top, layer_range, cone)
+    g = open_graph(model, weights, input_shape, no_top, layer_range, cone,
+                   granularity=granularity)
     if fmt == "parquet":
         from ..sinks.parquet import write_parquet
 

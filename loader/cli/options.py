@@ -18,8 +18,9 @@ def parse_shape(ctx, param, value):
     return shape
 
 
-def model_options(selection=True):
-    """MODEL, --weights, --input-shape, --no-top and (``selection``) --layers / --cone."""
+def model_options(selection=True, granularity=False):
+    """MODEL, --weights, --input-shape, --no-top, (``selection``) --layers / --cone and
+    (``granularity``) --granularity neuron|channel."""
     def deco(fn):
         opts = [
             click.argument("model"),
@@ -38,18 +39,27 @@ def model_options(selection=True):
                              help="inclusive layer range; the neurons feeding FIRST come along "
                                   "as sources"),
                 click.option("--cone", metavar="LAYER:INDEX[:DEPTH]",
-                             help="every neuron and edge upstream of one neuron"),
+                             help="every neuron and edge upstream of one neuron (at channel "
+                                  "granularity LAYER:CHANNEL[:DEPTH])"),
             ]
+        if granularity:
+            opts.append(click.option(
+                "--granularity", type=click.Choice(["neuron", "channel"]), default="neuron",
+                show_default=True, help="neuron: a node per neuron; channel: a node per "
+                                        "(layer, channel), an edge per connected channel pair"))
         for opt in reversed(opts):
             fn = opt(fn)
         return fn
     return deco
 
 
-def open_graph(model, weights, input_shape, no_top, layer_range=None, cone=None, name=None):
-    """The :class:`~loader.graph.NeuronGraph` the model options describe."""
+def open_graph(model, weights, input_shape, no_top, layer_range=None, cone=None, name=None,
+               granularity="neuron"):
+    """The :class:`~loader.graph.NeuronGraph` (or, at ``granularity="channel"``, the
+    :class:`~loader.graph.channels.ChannelGraph`) the model options describe."""
+    from ..graph.channels import ChannelGraph
     from ..graph.neuron_graph import NeuronGraph
 
-    return NeuronGraph.from_model(model, weights=weights, input_shape=input_shape,
-                                  include_top=not no_top, layers=layer_range, cone=cone,
-                                  name=name)
+    cls = ChannelGraph if granularity == "channel" else NeuronGraph
+    return cls.from_model(model, weights=weights, input_shape=input_shape,
+                          include_top=not no_top, layers=layer_range, cone=cone, name=name)

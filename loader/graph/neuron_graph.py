@@ -31,6 +31,8 @@ class NeuronGraph:
     >>> for batch in g.iter_edge_batches(): ...
     """
 
+    granularity = "neuron"
+
     def __init__(self, keras_model, entries: list[Entry], *, name: str | None = None,
                  layers: str | None = None, cone: str | None = None):
         self.keras_model = keras_model
@@ -127,8 +129,9 @@ class NeuronGraph:
         sel_nodes, sel_edges = self.n_nodes, self.n_edges
         inputs = [list(e.output.shape) for e in self.entries if e.kind == "input"]
         return Plan(model=self.name, input_shape=inputs[0] if inputs else [], layers=specs,
-                    selection=self.selection, neurons=self.total_neurons, edges=total_edges,
-                    selected_neurons=sel_nodes, selected_edges=sel_edges,
+                    selection=self.selection, neurons=self.total_neurons,
+                    nodes=self.total_neurons, edges=total_edges, selected_neurons=sel_nodes,
+                    selected_nodes=sel_nodes, selected_edges=sel_edges,
                     estimates=costs.estimates(sel_nodes, sel_edges))
 
     def graph_data(self) -> dict:

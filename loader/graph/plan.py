@@ -24,8 +24,10 @@ class LayerSpec(BaseModel):
     inputs: list[str] = Field(default_factory=list)
     output_shape: list[int]
     neurons: int
-    edges: int
-    offset: int | None = Field(None, description="global id of the layer's neuron 0")
+    edges: int = Field(description="edges entering the layer, at the plan's granularity")
+    offset: int | None = Field(None, description="global id of the layer's first node "
+                                                 "(neuron 0, or channel 0 in a channel plan)")
+    channels: int | None = Field(None, description="channel nodes (channel plans)")
     params: dict = Field(default_factory=dict)
 
 
@@ -36,9 +38,12 @@ class Plan(BaseModel):
     input_shape: list[int]
     layers: list[LayerSpec]
     selection: str = "all"
+    granularity: str = Field("neuron", description="neuron | channel: what a node is")
     neurons: int
-    edges: int
-    selected_neurons: int
+    nodes: int | None = Field(None, description="nodes at the plan's granularity")
+    edges: int = Field(description="edges at the plan's granularity")
+    selected_neurons: int | None
+    selected_nodes: int | None = None
     selected_edges: int
     estimates: dict = Field(default_factory=dict)
 

@@ -280,11 +280,12 @@ def _per_axis(values, axis, out_shape):
     return np.asarray(values, dtype=np.float64).reshape(shape)
 
 
-def _unary(call, x, alloc, *, weight=1.0, bias=None, activation="linear", params=None):
+def _unary(call, x, alloc, *, weight=1.0, bias=None, activation="linear", params=None,
+           parametric=False):
     out_shape = _shape(call)
     op = ElementwiseOp(inputs=[x], weights=[weight], out_shape=out_shape,
                        offset=alloc(out_shape), bias=bias, activation=activation,
-                       params=params or {})
+                       params=params or {}, parametric=parametric)
     return [_neurons(call, op)]
 
 
@@ -298,7 +299,8 @@ def build_batchnorm(call, xs, alloc):
     w = gamma / np.sqrt(var + layer.epsilon)
     b = beta - mean * w
     return _unary(call, xs[0], alloc, weight=_per_axis(w, layer.axis, out_shape),
-                  bias=_per_axis(b, layer.axis, out_shape), params={"epsilon": layer.epsilon})
+                  bias=_per_axis(b, layer.axis, out_shape), params={"epsilon": layer.epsilon},
+                  parametric=True)
 
 
 def build_activation(call, xs, alloc):
@@ -355,7 +357,7 @@ def build_normalization(call, xs, alloc):
     out_shape = _shape(call)
     w = w.reshape(w.shape[1:]) if w.ndim == len(out_shape) + 1 else w
     mean = mean.reshape(mean.shape[1:]) if mean.ndim == len(out_shape) + 1 else mean
-    return _unary(call, xs[0], alloc, weight=w, bias=-mean * w)
+    return _unary(call, xs[0], alloc, weight=w, bias=-mean * w, parametric=True)
 
 
 _MERGE = {"Add": ("sum", lambda n: [1.0] * n), "Subtract": ("sum", lambda n: [1.0, -1.0]),

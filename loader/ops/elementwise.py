@@ -15,13 +15,17 @@ from .tensors import TensorIds, broadcast_ids, broadcast_take
 
 class ElementwiseOp(NeuronOp):
     def __init__(self, *, inputs: list[TensorIds], weights: list, out_shape, offset: int,
-                 op: str = "sum", bias=None, activation="linear", params: dict | None = None):
+                 op: str = "sum", bias=None, activation="linear", params: dict | None = None,
+                 parametric: bool = False):
         """
         Parameters
         ----------
         inputs : tensors broadcast to ``out_shape``.
         weights : per input, a scalar or an array broadcastable to ``out_shape``.
         activation : a name, or an array of names broadcastable to ``out_shape`` (PReLU).
+        parametric : the weights are the layer's own parameters (BatchNormalization's
+            ``gamma / sqrt(var + eps)``, Normalization's ``1 / sqrt(var)``), not constants of
+            its kind (Add's 1.0, Average's 1/n): the channel graph gives them as ``kernel``.
         """
         super().__init__(out_shape, offset, bias=bias,
                          activation=activation if isinstance(activation, str) else "linear")
@@ -31,6 +35,7 @@ class ElementwiseOp(NeuronOp):
         self._activation_array = None if isinstance(activation, str) else np.asarray(
             activation, dtype=object)
         self.params = params or {}
+        self.parametric = parametric
         self._zero_any = None
         if op in ("product", "min") and any(t.has_zeros for t in self.inputs):
             raise Unsupported(f"{op} over constant zero padding cannot be expressed")

@@ -137,6 +137,36 @@ class WindowedOp(NeuronOp):
         real_ids = ids >= 0
         return ids[real_ids], dep[real_ids].astype(np.int32), edges
 
+    # ------------------------------------------------------------------ channel view
+    def tap_reach(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """How often each (kernel tap, input position) is used, without enumerating edges.
+
+        Returns ``(tap, in_pos, count, scale)``: the distinct (tap, input position) pairs of
+        the layer's pair table, how many output positions read that input through that tap,
+        and the sum of their scales (= count without a scale; average pooling and
+        interpolation carry one). Every neuron edge is one pair times one (input channel,
+        output channel) of its group, so these per-pair sums are what channel-level
+        aggregates need (:mod:`loader.graph.channels`). Cost: one pass over the pairs,
+        ``cin_g * cout_g`` times fewer steps than the edges.
+        """
+        n_in = max(1, self.inputs[0].size // max(1, self.cin))
+        keys, counts, scales = [], [], []
+        for _, tap, in_pos, scale in self._edge_pairs.iter_chunks(1 << 20):
+            key = tap * n_in + in_pos
+            uniq, inverse = np.unique(key, return_inverse=True)
+            keys.append(uniq)
+            counts.append(np.bincount(inverse, minlength=len(uniq)).astype(np.float64))
+            scales.append(counts[-1] if scale is None else
+                          np.bincount(inverse, weights=scale, minlength=len(uniq)))
+        if not keys:
+            empty = np.zeros(0, np.int64)
+            return empty, empty, np.zeros(0), np.zeros(0)
+        key = np.concatenate(keys)
+        uniq, inverse = np.unique(key, return_inverse=True)
+        count = np.bincount(inverse, weights=np.concatenate(counts), minlength=len(uniq))
+        scale = np.bincount(inverse, weights=np.concatenate(scales), minlength=len(uniq))
+        return uniq // n_in, uniq % n_in, count, scale
+
     # ------------------------------------------------------------------ enumeration
     def iter_edges(self, batch_size: int, needed: np.ndarray | None = None,
                    reuse_buffers: bool = False) -> Iterator[Edges]:

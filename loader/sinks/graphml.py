@@ -29,7 +29,7 @@ from .base import BatchSink
 from .text import (GZIP_LEVEL, Encoded, FloatText, Output, TextBuilder, decimal_columns,
                    encode_strings, text_slices)
 
-__all__ = ["GraphMLWriter", "write_graphml", "graph_attributes"]
+__all__ = ["GraphMLWriter", "ChannelGraphMLWriter", "write_graphml", "graph_attributes"]
 
 # One table of the keys we declare: (id, for, attr.name, attr.type). Short ids like NetworkX's,
 # because the key id is repeated in every <data> element (one per edge).
@@ -43,6 +43,24 @@ _KEYS = (
     ("d6", "edge", "weight", "double"),
     ("d7", "graph", "name", "string"),
     ("d8", "graph", "layers", "string"),
+)
+
+# The channel graph's keys (loader.graph.channels): other names, so a reader can tell.
+_CHANNEL_KEYS = (
+    ("d0", "node", "layer", "string"),
+    ("d1", "node", "layer_index", "int"),
+    ("d2", "node", "channel", "long"),
+    ("d3", "node", "op", "string"),
+    ("d4", "node", "bias", "double"),
+    ("d5", "node", "activation", "string"),
+    ("d9", "node", "neurons", "long"),
+    ("d6", "edge", "weight", "double"),
+    ("e0", "edge", "edges", "long"),
+    ("e1", "edge", "total", "double"),
+    ("e2", "edge", "kernel", "string"),
+    ("d7", "graph", "name", "string"),
+    ("d8", "graph", "layers", "string"),
+    ("g0", "graph", "granularity", "string"),
 )
 
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -69,7 +87,10 @@ def graph_attributes(graph_data: dict) -> dict[str, str]:
     """
     layers = json.dumps(graph_data.get("layers", []), separators=(",", ":"),
                         default=_json_scalar)
-    return {"name": str(graph_data["name"]), "layers": layers}
+    attrs = {"name": str(graph_data["name"]), "layers": layers}
+    if graph_data.get("granularity", "neuron") != "neuron":
+        attrs["granularity"] = str(graph_data["granularity"])
+    return attrs
 
 
 def _json_scalar(value):
@@ -119,6 +140,8 @@ class GraphMLWriter(BatchSink):
     ...     for batch in g.iter_edge_batches(): out.write_edges(batch)
     """
 
+    keys = _KEYS
+
     def __init__(self, path: str | os.PathLike, graph_data: dict):
         self.path = Path(path)
         self.nodes_written = 0
@@ -132,7 +155,7 @@ class GraphMLWriter(BatchSink):
         try:
             level = GZIP_LEVEL if self.path.name.endswith(".gz") else None
             self._out = Output(self._file, level)
-            self._out.write(_header(graph_attributes(graph_data)))
+            self._out.write(_header(graph_attributes(graph_data), self.keys))
         except BaseException:
             self._file.close()
             self._tmp.unlink(missing_ok=True)
@@ -221,7 +244,76 @@ class GraphMLWriter(BatchSink):
             self.discard()
 
 
-def _header(attrs: dict[str, str]) -> bytes:
+class ChannelGraphMLWriter(GraphMLWriter):
+    """:class:`GraphMLWriter` for a :class:`~loader.graph.channels.ChannelGraph`.
+
+    Node keys ``layer``, ``layer_index``, ``channel``, ``op``, ``bias`` (left out where the
+    channel's neurons differ), ``activation`` (likewise), ``neurons``; edge keys ``edges``,
+    ``total``, ``weight`` and ``kernel`` (a JSON list of the float32 values, exact; left out
+    without a kernel); graph keys ``name``, ``layers`` and ``granularity`` (``channel``).
+
+    Examples
+    --------
+    >>> g = ChannelGraph.from_model("vgg16", weights=None)
+    >>> with ChannelGraphMLWriter("vgg16.channels.graphml.gz", g.graph_data()) as out:
+    ...     for batch in g.iter_node_batches(): out.write_nodes(batch)
+    ...     for batch in g.iter_edge_batches(): out.write_edges(batch)
+    """
+
+    keys = _CHANNEL_KEYS
+
+    def write_nodes(self, batch) -> None:
+        """One ``<node>`` per channel (a few thousand per model: written row by row)."""
+        self._check_open()
+        lines = []
+        layer = _xml_text(batch.layer).decode()
+        for cid, ch, b, act, n in zip(batch.id.tolist(), batch.channel.tolist(),
+                                      batch.bias.tolist(), batch.activation.tolist(),
+                                      batch.neurons.tolist()):
+            data = (f'<node id="{cid}"><data key="d0">{layer}</data><data key="d1">'
+                    f'{int(batch.layer_index)}</data><data key="d2">{ch}</data>'
+                    f'<data key="d3">{_xml_text(batch.op).decode()}</data>')
+            if b == b:  # not NaN: the channel's neurons share one bias
+                data += f'<data key="d4">{b!r}</data>'
+            if act is not None:
+                data += f'<data key="d5">{_xml_text(act).decode()}</data>'
+            lines.append(data + f'<data key="d9">{n}</data></node>\n')
+        self._out.write("".join(lines).encode())
+        self.nodes_written += len(batch)
+
+    def write_edges(self, batch) -> None:
+        """One ``<edge>`` per channel edge, the text built for the whole batch at once."""
+        n = len(batch)
+        if n == 0:
+            return
+        self._check_open()
+        weights = self._floats.encode(batch.weight)
+        totals = self._floats.encode(batch.total)
+        kernel = None
+        if batch.kernel is not None:
+            k = batch.kernel.shape[1]
+            flat = self._floats.encode(np.ascontiguousarray(batch.kernel).reshape(-1))
+        for rows in text_slices(n):
+            parts = [
+                b'<edge source="', decimal_columns(batch.src[rows]),
+                b'" target="', decimal_columns(batch.dst[rows]),
+                b'"><data key="d6">', weights.rows(rows),
+                b'</data><data key="e0">', decimal_columns(batch.edges[rows]),
+                b'</data><data key="e1">', totals.rows(rows), b"</data>",
+            ]
+            if batch.kernel is not None:
+                cells = flat.rows(slice(rows.start * k, rows.stop * k))
+                cells = cells.reshape(rows.stop - rows.start, k, -1)
+                parts.append(b'<data key="e2">[')
+                for c in range(k):
+                    parts += ([b","] if c else []) + [cells[:, c, :]]
+                parts.append(b"]</data>")
+            parts.append(b"</edge>\n")
+            self._out.write(self._text.build(parts, rows.stop - rows.start))
+        self.edges_written += n
+
+
+def _header(attrs: dict[str, str], keys=_KEYS) -> bytes:
     lines = [
         "<?xml version='1.0' encoding='utf-8'?>",
         '<graphml xmlns="http://graphml.graphdrawing.org/xmlns" '
@@ -230,10 +322,10 @@ def _header(attrs: dict[str, str]) -> bytes:
         'http://graphml.graphdrawing.org/xmlns/1.0/graphml.xsd">',
     ]
     lines += [f'  <key id="{key}" for="{where}" attr.name="{name}" attr.type="{kind}"/>'
-              for key, where, name, kind in _KEYS]
+              for key, where, name, kind in keys]
     lines.append('  <graph edgedefault="directed">')
     head = "\n".join(lines).encode() + b"\n"
-    for key, where, name, _ in _KEYS:
+    for key, where, name, _ in keys:
         if where == "graph":
             head += b'    <data key="%s">%s</data>\n' % (key.encode(), _xml_text(attrs[name]))
     return head
@@ -241,11 +333,12 @@ def _header(attrs: dict[str, str]) -> bytes:
 
 def write_graphml(graph, path: str | os.PathLike, *, batch_size: int = 1 << 20,
                   progress: bool = True) -> dict:
-    """Stream a :class:`~loader.graph.NeuronGraph` to a GraphML file, nodes then edges.
+    """Stream a :class:`~loader.graph.NeuronGraph` (or a
+    :class:`~loader.graph.channels.ChannelGraph`) to a GraphML file, nodes then edges.
 
     Parameters
     ----------
-    graph : NeuronGraph
+    graph : NeuronGraph or ChannelGraph
         The graph, or a selection of it (``layers=`` / ``cone=``).
     path : str or os.PathLike
         ``.graphml`` or ``.graphml.gz`` (gzip level 1, compressed on all cores).
@@ -271,7 +364,9 @@ def write_graphml(graph, path: str | os.PathLike, *, batch_size: int = 1 << 20,
 
     start = time.perf_counter()
     n_nodes, n_edges = graph.n_nodes, graph.n_edges
-    with GraphMLWriter(path, graph.graph_data()) as writer, progress_bar(
+    writer_class = (ChannelGraphMLWriter if getattr(graph, "granularity", "neuron") == "channel"
+                    else GraphMLWriter)
+    with writer_class(path, graph.graph_data()) as writer, progress_bar(
             n_edges, f"GraphML {Path(path).name}", enabled=progress, unit="edge") as bar:
         for nodes in graph.iter_node_batches(batch_size):
             writer.write_nodes(nodes)
