@@ -36,6 +36,8 @@ _API = {
     "NodeBatch": "loader.graph.batches",
     "execute": "loader.graph.forward",
     "execute_networkx": "loader.graph.forward",
+    "trace": "loader.graph.trace",
+    "Trace": "loader.graph.trace",
     "to_networkx": "loader.sinks.networkx",
     "keras_edges": "loader.sinks.networkx",
     "write_graphml": "loader.sinks.graphml",
