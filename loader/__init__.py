@@ -51,6 +51,12 @@ _API = {
     "pull": "loader.neo4j.pull",
     "pull_to_graphml": "loader.neo4j.pull",
     "run_query": "loader.neo4j.queries",
+    "trace_loaded": "loader.neo4j.traces",
+    "read_trace": "loader.neo4j.traces",
+    "pull_trace": "loader.neo4j.traces",
+    "list_traces": "loader.neo4j.traces",
+    "delete_trace": "loader.neo4j.traces",
+    "read_input": "loader.keras.inputs",
     "list_queries": "loader.neo4j.queries",
     "analyze": "loader.analysis",
 }

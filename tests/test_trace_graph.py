@@ -23,18 +23,18 @@ from loader.sinks.networkx import to_networkx
 
 
 def relu_pool_model():
-    inp = keras.Input((10, 9, 2))
-    x = layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
-    x = layers.BatchNormalization()(x)
-    x = layers.ZeroPadding2D(1)(x)
-    x = layers.MaxPooling2D(3, strides=2)(x)  # max over padding: activation relu
-    s = layers.Conv2D(4, 1)(x)
-    x = layers.Conv2D(4, 3, padding="same")(x)
-    x = layers.ReLU()(layers.Add()([x, s]))
-    a = layers.MaxPooling2D(2, padding="same")(x)
-    b = layers.AveragePooling2D(2, padding="same")(x)
-    x = layers.Concatenate()([a, b])
-    x = layers.Dense(6, activation="relu")(layers.Flatten()(x))
+    inp = keras.Input((10, 9, 2), name="image")
+    x = layers.Conv2D(4, 3, padding="same", activation="relu", name="conv1")(inp)
+    x = layers.BatchNormalization(name="bn")(x)
+    x = layers.ZeroPadding2D(1, name="pad")(x)
+    x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)  # max over padding: relu
+    s = layers.Conv2D(4, 1, name="skip")(x)
+    x = layers.Conv2D(4, 3, padding="same", name="conv2")(x)
+    x = layers.ReLU(name="relu")(layers.Add(name="add")([x, s]))
+    a = layers.MaxPooling2D(2, padding="same", name="pool2")(x)
+    b = layers.AveragePooling2D(2, padding="same", name="avg")(x)
+    x = layers.Concatenate(name="concat")([a, b])
+    x = layers.Dense(6, activation="relu", name="dense")(layers.Flatten(name="flatten")(x))
     return randomise_weights(keras.Model(inp, layers.Dense(3, name="out")(x)))
 
 

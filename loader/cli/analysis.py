@@ -106,7 +106,7 @@ def query(name_or_file, model, params, fmt, list_, timeout, statement):
 
 # ---------------------------------------------------------------------------- pull
 @click.command()
-@click.option("--name", "-n", required=True, help="model name in Neo4j")
+@click.option("--name", "-n", help="model name in Neo4j (with --trace: the trace's model)")
 @click.option("--layers", "layer_range", metavar="FIRST:LAST",
               help="inclusive layer range; the neurons feeding FIRST come along as sources")
 @click.option("--cone", metavar="LAYER:INDEX[:DEPTH]", help="everything upstream of one neuron")
@@ -118,8 +118,15 @@ def query(name_or_file, model, params, fmt, list_, timeout, statement):
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="FILE.graphml or FILE.graphml.gz")
 @click.option("--max-edges", type=int, help="refuse selections with more edges (default: none)")
+@click.option("--trace", "trace_name", metavar="TRACE",
+              help="a stored trace: nodes get value, active, contribution; edges into max "
+                   "neurons chosen (default selection: the trace's cone, or all it holds)")
+@click.option("--active-only", is_flag=True,
+              help="with --trace: only active neurons, the edges between them, and the chosen "
+                   "edge of each max/min neuron")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def pull(name, layer_range, cone, cypher, params, output, max_edges, quiet):
+def pull(name, layer_range, cone, cypher, params, output, max_edges, trace_name, active_only,
+         quiet):
     """Stream a loaded model (or a selection of it) from Neo4j into a GraphML file.
 
     Nothing is built in memory; sizes are counted in the database first.
@@ -128,12 +135,36 @@ def pull(name, layer_range, cone, cypher, params, output, max_edges, quiet):
     Example:
       weightgraph pull --name vgg16_32 --cone block3_conv3:1000:3 -o cone.graphml.gz
       weightgraph pull --name small --layers conv1:pool -o block.graphml
+      weightgraph pull --trace cat --active-only -o cat_active.graphml.gz
     """
     from ..neo4j.pull import pull_to_graphml
     from ..neo4j.queries import parse_params
 
     if not (output.endswith(".graphml") or output.endswith(".graphml.gz")):
         raise WeightgraphError(f"output must end in .graphml or .graphml.gz: {output}")
+    if trace_name is not None:
+        from ..neo4j.traces import pull_trace, trace_info
+
+        if cypher is not None:
+            raise click.UsageError("--trace takes --layers or --cone, not --cypher")
+        if layer_range and cone:
+            raise click.UsageError("choose one of --layers or --cone")
+        with Database.connect() as db:
+            t = trace_info(db, trace_name)
+            if name is not None and name != t["model"]:
+                raise WeightgraphError(f"trace {trace_name!r} is of model {t['model']!r}, "
+                                       f"not {name!r}")
+            stats = pull_trace(trace_name, layers=layer_range, cone=cone,
+                               active_only=active_only, path=output, driver=db,
+                               max_edges=max_edges)
+        click.echo(f"wrote {output}: {stats['nodes']:,} nodes, {stats['edges']:,} edges in "
+                   f"{stats['seconds']:.1f} s (trace {trace_name}"
+                   + (", active only)" if active_only else ")"))
+        return
+    if active_only:
+        raise click.UsageError("--active-only needs --trace")
+    if name is None:
+        raise click.UsageError("give --name (a loaded model) or --trace")
     if sum(x is not None for x in (layer_range, cone, cypher)) > 1:
         raise click.UsageError("choose one of --layers, --cone or --cypher")
     if params and cypher is None:

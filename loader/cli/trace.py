@@ -155,7 +155,7 @@ def list_command(loaded):
         click.echo("no traces")
     for r in rows:
         click.echo(f"{r['name']}  model {r['model']}  target {r['target'] or '-'}  "
-                   f"input {r['input']}  {r['neurons']:,} neurons  {human(r['bytes'])}")
+                   f"input {r['input']}  {r['neurons']:,} neurons in {r['chunks']:,} chunks")
 
 
 @trace_group.command("delete", context_settings={"help_option_names": ["-h", "--help"]})

@@ -394,3 +394,169 @@ class TracedGraph(NeuronGraph):
                 extra = {} if ch is None else {"chosen": src == ch[dst - op.offset]}
                 yield EdgeBatch(src, dst, w, i, extra)
 
+
+
+# ----------------------------------------------------------------------------- stored graphs
+@dataclass
+class ArrayTrace:
+    """A trace of a graph given as arrays (a selection pulled from Neo4j): one entry per
+    neuron of the selection, sorted by id. ``chosen`` is the chosen source id of max/min
+    neurons (-1: none) and -1 elsewhere; ``contribution`` and ``gradient`` are None without
+    a target."""
+
+    ids: np.ndarray
+    layer_index: np.ndarray
+    index: np.ndarray
+    op: np.ndarray
+    values: np.ndarray
+    active: np.ndarray
+    chosen: np.ndarray
+    target_id: int | None = None
+    contribution: np.ndarray | None = None
+    gradient: np.ndarray | None = None
+    seconds: dict = field(default_factory=dict)
+
+    def pos(self, ids) -> np.ndarray:
+        """Rows of global neuron ids (which must be in the trace)."""
+        return np.searchsorted(self.ids, ids)
+
+
+def trace_arrays(layers: list[dict], nodes: dict, edges: dict, inputs: dict, *,
+                 target_id: int | None = None) -> ArrayTrace:
+    """Trace a graph held as arrays (what Neo4j and GraphML hold): the same passes as
+    :func:`trace`, over the given edges.
+
+    Parameters
+    ----------
+    layers : the contract's graph-level ``layers`` list.
+    nodes : equal-length arrays ``id``, ``layer_index``, ``index``, ``op``, ``bias``,
+        ``activation``: every neuron the values need (a target's cone, or a whole graph).
+    edges : arrays ``src``, ``dst``, ``weight``: every edge into the non-input neurons.
+    inputs : input-layer name -> array of its full shape.
+    target_id : compute contributions to this neuron.
+
+    A max (min) neuron chooses, among its maximal (minimal) sources, the one with the least id
+    (without the window's geometry; for a window reading a layer's output in position order,
+    that is the first in window order). A softmax layer must be whole in the selection.
+    """
+    t0 = time.perf_counter()
+    order = np.argsort(np.asarray(nodes["id"], dtype=np.int64))
+    ids = np.asarray(nodes["id"], dtype=np.int64)[order]
+    li = np.asarray(nodes["layer_index"], dtype=np.int64)[order]
+    index = np.asarray(nodes["index"], dtype=np.int64)[order]
+    op = np.asarray(nodes["op"], dtype=object)[order]
+    bias = np.asarray(nodes["bias"], dtype=np.float64)[order]
+    act = np.asarray(nodes["activation"], dtype=object)[order]
+    src = np.searchsorted(ids, np.asarray(edges["src"], dtype=np.int64))
+    dst = np.searchsorted(ids, np.asarray(edges["dst"], dtype=np.int64))
+    weight = np.asarray(edges["weight"], dtype=np.float64)
+    if len(src) and (src.max() >= len(ids) or not np.array_equal(
+            ids[np.minimum(src, len(ids) - 1)], np.asarray(edges["src"], dtype=np.int64))):
+        raise WeightgraphError("an edge reads a neuron the selection does not hold")
+    by_layer = np.argsort(li[dst], kind="stable")
+    src, dst, weight = src[by_layer], dst[by_layer], weight[by_layer]
+    n_layers = max(l["index"] for l in layers) + 2
+    bounds = np.searchsorted(li[dst], np.arange(n_layers))
+    layer_rows = np.searchsorted(li, np.arange(n_layers))  # rows are sorted by id, so by layer
+    n = len(ids)
+    values = np.zeros(n)
+    slope = np.ones(n)
+    chosen = np.full(n, -1, dtype=np.int64)
+    has_inputs = np.ones(n, dtype=bool)
+    jac = {}
+    info = {l["index"]: l for l in layers}
+    for k in sorted(info):
+        layer = info[k]
+        a, b = layer_rows[k], layer_rows[k + 1]
+        if a == b or layer.get("kind") == "alias":
+            continue
+        rows = np.arange(a, b)
+        if layer["kind"] == "input":
+            values[rows] = np.asarray(inputs[layer["name"]], dtype=np.float64).reshape(-1)[
+                index[rows]]
+            continue
+        e0, e1 = bounds[k], bounds[k + 1]
+        s, d, w = src[e0:e1], dst[e0:e1] - a, weight[e0:e1]
+        kind = layer["op"]
+        if kind == "sum":
+            pre = np.bincount(d, weights=w * values[s], minlength=b - a)
+        elif kind == "product":
+            pre = np.ones(b - a)
+            np.multiply.at(pre, d, values[s])
+        else:
+            reduce, fill = (np.maximum, -np.inf) if kind == "max" else (np.minimum, np.inf)
+            pre = np.full(b - a, fill)
+            reduce.at(pre, d, values[s])
+            hit = values[s] == pre[d]
+            least = np.full(b - a, np.iinfo(np.int64).max)
+            np.minimum.at(least, d[hit], ids[s[hit]])
+            chosen[rows] = np.where(least == np.iinfo(np.int64).max, -1, least)
+        pre = pre + bias[rows]
+        names = act[rows]
+        with np.errstate(over="ignore", invalid="ignore"):
+            for name in np.unique(names):
+                sel = rows[names == name]
+                p = pre[names == name]
+                if name in activations.JACOBIAN:
+                    if len(rows) != layer["neurons"] or len(sel) != len(rows):
+                        raise WeightgraphError(
+                            f"layer {layer['name']!r} ends in {name}, which mixes the whole "
+                            "layer: the selection must hold all of it")
+                    out = activations.apply(name, p.reshape(layer["output_shape"]))
+                    values[sel] = out.reshape(-1)
+                    jac[k] = name
+                else:
+                    values[sel] = activations.apply(name, p)
+                    slope[sel] = np.where(np.isfinite(p), activations.slope(name, p), 0.0)
+        if kind in ("max", "min"):
+            c = chosen[rows]
+            ok = c >= 0
+            ok[ok] = values[np.searchsorted(ids, c[ok])] == values[rows][ok]
+            chosen[rows] = np.where(ok, c, -1)
+            has_inputs[rows] = chosen[rows] >= 0
+    t1 = time.perf_counter()
+    result = ArrayTrace(ids, li, index, op, values, (slope != 0) & has_inputs, chosen)
+    result.seconds["forward"] = t1 - t0
+    if target_id is None:
+        return result
+    grad = np.zeros(n)
+    top = int(np.searchsorted(ids, target_id))
+    if top >= n or ids[top] != target_id:
+        raise WeightgraphError(f"the target (id {target_id}) is not in the selection")
+    grad[top] = 1.0
+    for k in sorted(info, reverse=True):
+        layer = info[k]
+        a, b = layer_rows[k], layer_rows[k + 1]
+        if a == b or layer["kind"] != "neurons":
+            continue
+        g = grad[a:b]
+        if not g.any():
+            continue
+        if k in jac:
+            gpre = activations.jacobian_vjp(jac[k], values[a:b].reshape(layer["output_shape"]),
+                                            g.reshape(layer["output_shape"])).reshape(-1)
+        else:
+            gpre = g * slope[a:b]
+        e0, e1 = bounds[k], bounds[k + 1]
+        s, d, w = src[e0:e1], dst[e0:e1] - a, weight[e0:e1]
+        kind = layer["op"]
+        if kind == "sum":
+            grad += np.bincount(s, weights=gpre[d] * w, minlength=n)
+        elif kind in ("max", "min"):
+            c = chosen[a:b]
+            ok = (c >= 0) & (gpre != 0)
+            np.add.at(grad, np.searchsorted(ids, c[ok]), gpre[ok])
+        else:
+            v = values[s]
+            zero = v == 0
+            nonzero = np.ones(b - a)
+            zeros = np.zeros(b - a)
+            np.multiply.at(nonzero, d, np.where(zero, 1.0, v))
+            np.add.at(zeros, d, zero)
+            others = np.where(zeros[d] - zero > 0, 0.0, nonzero[d] / np.where(zero, 1.0, v))
+            grad += np.bincount(s, weights=gpre[d] * others, minlength=n)
+    result.target_id = target_id
+    result.gradient = grad
+    result.contribution = values * grad
+    result.seconds["backward"] = time.perf_counter() - t1
+    return result
