@@ -120,3 +120,40 @@ def test_errors_are_one_line(files, name, args, message):
 def test_model_or_loaded_model(files):
     code, text = run("--input", "x.npy")
     assert code != 0 and "either MODEL" in text
+
+
+def test_analyze_with_a_trace(files, tmp_path):
+    d, _, _ = files
+    out = tmp_path / "report"
+    result = CliRunner().invoke(main, ["analyze", str(d / "small.keras"), "--neuron", "out:1",
+                                       "--trace", str(d / "x.npy"), "--metrics", "", "-o",
+                                       str(out)])
+    assert result.exit_code == 0, result.output
+    text = (out / "report.md").read_text()
+    assert "## Trace: x.npy -> out:1 = " in text
+    for png in ("contribution.png", "active_fraction.png", "chosen_positions.png"):
+        assert (out / png).stat().st_size > 1000 and f"]({png})" in text
+    assert "| pool |" in text  # the active-fraction table has the pooling layer
+
+
+def test_window_positions_count_where_the_chosen_entries_sit(files):
+    """Trace.window_positions against the geometry of a 2x2 stride-2 pooling, by hand."""
+    from loader.graph.neuron_graph import NeuronGraph
+    from loader.graph.trace import trace
+
+    d, model, x = files
+    g = NeuronGraph.from_model(model)
+    t = trace(g, x)
+    conv = t.layer("conv")  # (12, 10, 4)
+    pool = t.layer("pool")  # (6, 5, 4)
+    want, ties = np.zeros((2, 2), int), 0
+    for r in range(6):
+        for c in range(5):
+            for ch in range(4):
+                window = conv[2 * r:2 * r + 2, 2 * c:2 * c + 2, ch]
+                if (window == pool[r, c, ch]).sum() > 1:
+                    ties += 1
+                    continue
+                want[np.unravel_index(np.argmax(window), (2, 2))] += 1
+    assert np.array_equal(t.window_positions("pool"), want)
+    assert t.tied_neurons("pool") == ties and ties > 0  # dead ReLU windows are all zeros

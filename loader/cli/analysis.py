@@ -199,19 +199,32 @@ def pull(name, layer_range, cone, cypher, params, output, max_edges, trace_name,
               help="refuse when the metrics are estimated to take longer (seconds)")
 @click.option("--max-edges", type=int, default=5_000_000, show_default=True,
               help="edge limit of the metrics subgraph")
+@click.option("--trace", "trace", metavar="INPUT | TRACE",
+              help="with MODEL: an input file (.npy or image) to trace; with --name: a trace "
+                   "stored in Neo4j. Adds the contribution map, active fractions and chosen "
+                   "pooling positions")
+@click.option("--target", metavar="LAYER:INDEX",
+              help="with --trace INPUT: the neuron contributions go to (default: --neuron)")
+@click.option("--preprocess", type=click.Choice(["auto", "none", "caffe", "tf", "torch"]),
+              default="auto", show_default=True, help="with --trace INPUT: as for `trace`")
 def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir, fmt, metrics,
-            max_cost, max_edges):
+            max_cost, max_edges, trace, target, preprocess):
     """Write an analysis report (Markdown or HTML, with PNG plots) of a neuron graph.
 
     Weight histograms, degree and strength distributions per layer, the receptive-field map
     of --neuron, and PageRank / betweenness / communities on --subgraph, with their cost
-    estimated and checked before running.
+    estimated and checked before running. With --trace: the contribution map beside the
+    input image, the fraction of active neurons per layer, and where each pooling layer's
+    chosen entries sit in the window.
 
     \b
     Example:
       weightgraph analyze vgg16 --weights none --input-shape 32,32,3 \\
           --neuron block3_conv3:1000 --subgraph cone=block3_conv3:1000:2 -o report/
       weightgraph analyze --name vgg16_32 --neuron block3_conv3:1000 -o report/ --format html
+      weightgraph analyze vgg16 --neuron block5_pool:0 --trace cat.jpg \\
+          --target predictions:281 --metrics "" -o report/
+      weightgraph analyze --name vgg16_32 --neuron block2_pool:5 --trace cat -o report/
     """
     from ..analysis.report import analyze as run_analysis
 
@@ -228,10 +241,21 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
 
         source = NeuronGraph.from_model(model, weights=weights, input_shape=input_shape,
                                         include_top=not no_top)
+        if trace is not None:
+            from ..graph.trace import trace as run_trace
+            from ..keras.inputs import application_family, read_input
+
+            shape = next(e.output.shape for e in source.entries if e.kind == "input")
+            family = application_family(model)
+            x = read_input(trace, shape, mode=preprocess, family=family)
+            trace = run_trace(source, x, target=target or neuron,
+                              info={"model": model, "input": trace, "preprocess": preprocess})
+    if trace is None and target is not None:
+        raise click.UsageError("--target goes with --trace")
     try:
         path = run_analysis(source, out_dir, neuron=neuron, subgraph=subgraph, fmt=fmt,
                             metrics=chosen, max_cost=max_cost, max_edges=max_edges,
-                            driver=db)
+                            driver=db, trace=trace)
     finally:
         if db is not None:
             db.close()

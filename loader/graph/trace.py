@@ -79,6 +79,7 @@ class Trace:
     gradient: np.ndarray | None = None
     seconds: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    _cache: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ per layer
     def _ids(self, name: str) -> np.ndarray:
@@ -127,7 +128,8 @@ class Trace:
 
     def layer_summary(self) -> list[dict]:
         """Per neuron layer: neurons, active fraction, value and contribution ranges, and for
-        max/min layers how the chosen entries spread over the window's positions."""
+        windowed max/min layers how the chosen entries spread over the window's positions
+        (neurons with a unique extreme) and how many neurons are ties."""
         rows = []
         for i, e in enumerate(self.graph.entries):
             if e.op is None:
@@ -141,27 +143,54 @@ class Trace:
                 c = self.contribution[sl]
                 row["contribution_sum"] = float(c.sum())
                 row["contribution_max"] = float(np.abs(c).max())
-            if i in self.chosen:
+            if i in self.chosen and hasattr(e.op, "pairs"):
                 row["chosen_positions"] = self.window_positions(e.name).tolist()
+                row["tied"] = self.tied_neurons(e.name)
             rows.append(row)
         return rows
 
-    def window_positions(self, name: str) -> np.ndarray:
+    def window_positions(self, name: str, *, ties: bool = False) -> np.ndarray:
         """For a windowed max/min layer: how many neurons chose each window position (counts
-        over the window's shape, C order; positions outside the input count nowhere)."""
+        over the window's shape, C order; positions outside the input count nowhere).
+
+        By default only neurons whose extreme is unique count: a tie (a window of zeros
+        after ReLUs, most often) goes to the first entry and says nothing about the input.
+        ``ties=True`` counts the tied neurons only; :meth:`tied_neurons` counts them.
+        """
+        counts, tied = self._window_counts(name)
+        return tied if ties else counts
+
+    def tied_neurons(self, name: str) -> int:
+        """How many neurons of a windowed max/min layer have more than one extreme entry."""
+        return int(self._window_counts(name)[1].sum())
+
+    def _window_counts(self, name: str):
         i = self.graph.index_of(name)
         e = self.graph.entries[i]
         if i not in self.chosen or not hasattr(e.op, "pairs"):
             raise SelectionError(f"layer {name!r} is not a pooling layer with max/min neurons")
+        key = ("window", i)
+        if key in self._cache:
+            return self._cache[key]
         op = e.op
         chosen = self.chosen[i].reshape(-1, op.cout)
+        best = self.values[op.offset:op.offset + op.n_neurons].reshape(-1, op.cout)
         in_ids = op.inputs[0].array().reshape(-1, op.cin)
-        counts = np.zeros(op.pairs.n_taps, dtype=np.int64)
+        in_values = np.where(in_ids >= 0, self.values[np.maximum(in_ids, 0)], np.nan)
+        n_max = np.zeros(chosen.shape, dtype=np.int64)
+        for out_pos, _, in_pos, _ in op.pairs.iter_chunks(1 << 20):
+            np.add.at(n_max, out_pos, in_values[in_pos] == best[out_pos])
+        tied = (n_max > 1) & (chosen >= 0)
+        counts = np.zeros((2, op.pairs.n_taps), dtype=np.int64)
         for out_pos, tap, in_pos, _ in op.pairs.iter_chunks(1 << 20):
-            hit = in_ids[in_pos] == chosen[out_pos]  # (pairs, channels)
-            counts += np.bincount(tap, weights=hit.sum(axis=1), minlength=len(counts)).astype(
-                np.int64)
-        return counts.reshape(op.pairs.kernel_spatial)
+            ch = chosen[out_pos]
+            hit = (in_ids[in_pos] == ch) & (ch >= 0)  # (pairs, channels); -1: none chosen
+            for k, sel in enumerate((~tied[out_pos], tied[out_pos])):
+                counts[k] += np.bincount(tap, weights=(hit & sel).sum(axis=1),
+                                         minlength=op.pairs.n_taps).astype(np.int64)
+        shape = op.pairs.kernel_spatial
+        self._cache[key] = (counts[0].reshape(shape), counts[1].reshape(shape))
+        return self._cache[key]
 
     # ------------------------------------------------------------------ outputs
     def subgraph(self, active_only: bool = False) -> "TracedGraph":
