@@ -206,6 +206,20 @@ def test_block_pass_equals_the_edge_pass():
         np.testing.assert_allclose(a.layer(name), want[0], rtol=1e-12, atol=1e-12)
 
 
+def _tie_gradients(shape, pooling):
+    """A pooling layer on inputs of 0s and 1s (ties everywhere): per pooling neuron, our
+    chosen input and the inputs TensorFlow's gradient of that neuron reaches."""
+    inp = keras.Input(shape)
+    model = keras.Model(inp, pooling(inp))
+    g = NeuronGraph.from_model(model)
+    x = np.random.default_rng(0).integers(0, 2, size=shape).astype(float)
+    pool, first = model.layers[-1].name, g.entries[0].op.offset
+    chosen = trace(g, x).layer(pool, "chosen").reshape(-1) - first
+    for index in range(len(chosen)):
+        _, grads = gradients(model, x, pool, index)
+        yield chosen[index], np.flatnonzero(grads[model.layers[0].name].reshape(-1)).tolist()
+
+
 @pytest.mark.parametrize("shape, make", [
     ((5, 6, 2), lambda: layers.MaxPooling2D(2)),
     ((7, 7, 2), lambda: layers.MaxPooling2D(3, strides=2, padding="same")),
@@ -213,38 +227,19 @@ def test_block_pass_equals_the_edge_pass():
     ((6, 5, 2), lambda: layers.MaxPooling2D((2, 3), strides=(1, 2))),
 ])
 def test_ties_go_where_tensorflow_sends_the_gradient(shape, make):
-    """With ties everywhere (inputs of 0s and 1s), TensorFlow's gradient of each pooling
-    neuron is one-hot at the first maximal entry in window order: the chosen one."""
-    inp = keras.Input(shape)
-    model = keras.Model(inp, make()(inp))
-    g = NeuronGraph.from_model(model)
-    x = np.random.default_rng(0).integers(0, 2, size=shape).astype(float)
-    t = trace(g, x)
-    pool, first = model.layers[-1].name, g.entries[0].op.offset
-    chosen = t.layer(pool, "chosen").reshape(-1)
-    for index in range(len(chosen)):
-        _, grads = gradients(model, x, pool, index)
-        hot = np.flatnonzero(grads[model.layers[0].name].reshape(-1))
-        assert hot.tolist() == [chosen[index] - first], index
+    """With ties everywhere, TensorFlow's gradient of each 1-d/2-d max-pooling neuron is
+    one-hot at the first maximal entry in window order: the chosen one."""
+    for chosen, hot in _tie_gradients(shape, make()):
+        assert hot == [chosen]
 
 
-@pytest.mark.parametrize("make", [lambda: layers.MaxPooling3D(2),
-                                  lambda: layers.GlobalMaxPooling2D()])
-def test_ties_in_3d_and_global_pooling(make):
+@pytest.mark.parametrize("shape, make", [((4, 4, 4, 2), lambda: layers.MaxPooling3D(2)),
+                                         ((3, 4, 2), lambda: layers.GlobalMaxPooling2D())])
+def test_ties_in_3d_and_global_pooling(shape, make):
     """MaxPooling3D's and GlobalMaxPooling's gradients in TensorFlow go to every tied maximum
     (3D: each the whole gradient; global: shared); the chosen entry is the first of them."""
-    shape = (4, 4, 4, 2) if "3D" in type(make()).__name__ else (3, 4, 2)
-    inp = keras.Input(shape)
-    model = keras.Model(inp, make()(inp))
-    g = NeuronGraph.from_model(model)
-    x = np.random.default_rng(0).integers(0, 2, size=shape).astype(float)
-    t = trace(g, x)
-    pool, first = model.layers[-1].name, g.entries[0].op.offset
-    chosen = t.layer(pool, "chosen").reshape(-1)
-    for index in range(len(chosen)):
-        _, grads = gradients(model, x, pool, index)
-        hot = np.flatnonzero(grads[model.layers[0].name].reshape(-1))
-        assert hot[0] == chosen[index] - first
+    for chosen, hot in _tie_gradients(shape, make()):
+        assert hot[0] == chosen
 
 
 def test_maximum_ties_go_to_the_first_input():

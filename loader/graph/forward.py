@@ -43,11 +43,7 @@ class _Layer:
     def finish(self, bias, activation):
         pre = self.acc + bias[:, None]
         samples = pre.shape[1]
-        if isinstance(activation, str):
-            groups = {activation: slice(None)}
-        else:
-            names = np.asarray(activation, dtype=object)
-            groups = {a: names == a for a in np.unique(names)}
+        groups = activation_groups(activation)
         out = np.empty_like(pre)
         for name, sel in groups.items():
             if name == "linear":
@@ -59,6 +55,15 @@ class _Layer:
             else:
                 out[sel] = activations.apply(name, pre[sel])
         return out
+
+
+def activation_groups(activation) -> dict:
+    """Activation name -> the neurons it applies to (a slice or a bool mask), from one name
+    for a whole layer or an array of names (PReLU, max pooling over zero padding)."""
+    if isinstance(activation, str):
+        return {activation: slice(None)}
+    names = np.asarray(activation, dtype=object)
+    return {a: names == a for a in np.unique(names)}
 
 
 def _as_batch(x: np.ndarray, shape) -> np.ndarray:
@@ -237,12 +242,7 @@ def _finish(op, pre: np.ndarray):
     """Activation of a layer: (output, slope, jacobian name or None)."""
     n = op.n_neurons
     pre = pre + op.bias(np.arange(n)).astype(np.float64)
-    act = op.activation(np.arange(n))
-    if isinstance(act, str):
-        groups = {act: slice(None)}
-    else:
-        names = np.asarray(act, dtype=object)
-        groups = {a: names == a for a in np.unique(names)}
+    groups = activation_groups(op.activation(np.arange(n)))
     out = np.empty(n)
     slope = np.empty(n)
     jac = None

@@ -39,13 +39,10 @@ from ..ops import activations
 from .batches import EdgeBatch, NodeBatch
 from .forward import forward_pass
 from .neuron_graph import DEFAULT_BATCH, NeuronGraph
+from ..keras.inputs import InputFileError, fit_array
 from .selection import parse_neuron
 
 __all__ = ["Trace", "TracedGraph", "trace", "neuron_id", "as_input"]
-
-
-class TraceInputError(WeightgraphError):
-    """An input array that does not fit the model."""
 
 
 @dataclass
@@ -204,15 +201,7 @@ class Trace:
 # ----------------------------------------------------------------------------- inputs
 def neuron_id(graph: NeuronGraph, spec: str) -> int:
     """Global id of neuron ``"LAYER:INDEX"`` (a shape-only layer names the neuron it shows)."""
-    name, index = parse_neuron(spec)
-    e = graph.entry(name)
-    if index >= e.output.size:
-        raise SelectionError(f"layer {name!r} has {e.output.size} values; index {index} is out "
-                             "of range")
-    nid = int(e.output.take(np.array([index]))[0])
-    if nid < 0:
-        raise SelectionError(f"{spec} is a padding zero, not a neuron")
-    return nid
+    return graph.neuron_id(*parse_neuron(spec))
 
 
 def as_input(graph: NeuronGraph, x) -> dict[str, np.ndarray]:
@@ -222,25 +211,13 @@ def as_input(graph: NeuronGraph, x) -> dict[str, np.ndarray]:
     if not isinstance(x, dict):
         if len(in_entries) != 1:
             names = [e.name for e in in_entries]
-            raise TraceInputError(f"the model has inputs {names}: give one array per input")
+            raise InputFileError(f"the model has inputs {names}: give one array per input")
         x = {in_entries[0].name: x}
     out = {}
     for e in in_entries:
         if e.name not in x:
-            raise TraceInputError(f"no array for input {e.name!r}")
-        a = np.asarray(x[e.name])
-        if a.dtype.kind not in "biuf":
-            raise TraceInputError(f"input {e.name!r}: not a numeric array (dtype {a.dtype})")
-        shape = tuple(e.output.shape)
-        if a.shape == (1,) + shape:
-            a = a[0]
-        if a.shape != shape:
-            raise TraceInputError(f"input {e.name!r} wants shape {shape} (or {(1,) + shape}), "
-                                  f"got {a.shape}")
-        a = a.astype(np.float64)
-        if not np.isfinite(a).all():
-            raise TraceInputError(f"input {e.name!r} holds NaN or infinite values")
-        out[e.name] = a
+            raise InputFileError(f"no array for input {e.name!r}")
+        out[e.name] = fit_array(x[e.name], e.output.shape, f"input {e.name!r}")
     return out
 
 

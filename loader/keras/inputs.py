@@ -27,7 +27,25 @@ PREPROCESS = ("auto", "none", "caffe", "tf", "torch")
 
 
 class InputFileError(WeightgraphError):
-    """An input file that cannot be read or does not fit the model."""
+    """An input (a file or an array) that cannot be read or does not fit the model."""
+
+
+def fit_array(a, shape, what: str) -> np.ndarray:
+    """``a`` as a float64 array of ``shape`` (a batch axis of 1 is dropped), or a one-line
+    :class:`InputFileError` naming ``what`` (a file, an input layer)."""
+    a = np.asarray(a)
+    shape = tuple(int(s) for s in shape)
+    if a.dtype.kind not in "biuf":
+        raise InputFileError(f"{what}: not a numeric array (dtype {a.dtype})")
+    if a.shape == (1,) + shape:
+        a = a[0]
+    if a.shape != shape:
+        raise InputFileError(f"{what}: the model wants shape {shape} (or {(1,) + shape}), "
+                             f"the array has {a.shape}")
+    a = a.astype(np.float64)
+    if not np.isfinite(a).all():
+        raise InputFileError(f"{what}: the array holds NaN or infinite values")
+    return a
 
 
 def application_family(model_name) -> str | None:
@@ -94,17 +112,7 @@ def read_input(path, shape, *, mode: str = "auto", family: str | None = None) ->
         except Exception as exc:  # numpy raises ValueError, OSError, EOFError, ...
             raise InputFileError(f"{path} is not a readable .npy array ({one_line(exc)})") \
                 from None
-        if a.dtype.kind not in "biuf":
-            raise InputFileError(f"{path}: not a numeric array (dtype {a.dtype})")
-        if a.shape == (1,) + shape:
-            a = a[0]
-        if a.shape != shape:
-            raise InputFileError(f"{path}: the model wants shape {shape} (or {(1,) + shape}), "
-                                 f"the array has {a.shape}")
-        a = a.astype(np.float64)
-        if not np.isfinite(a).all():
-            raise InputFileError(f"{path}: the array holds NaN or infinite values")
-        return preprocess(a, "none" if mode == "auto" else mode)
+        return preprocess(fit_array(a, shape, str(path)), "none" if mode == "auto" else mode)
     if suffix not in IMAGE_SUFFIXES:
         raise InputFileError(f"{path}: want a .npy array or an image "
                              f"({', '.join(IMAGE_SUFFIXES)})")
