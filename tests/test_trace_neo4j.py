@@ -260,3 +260,17 @@ def test_analyze_a_stored_trace(driver, stored, tmp_path):
     text = (out / "report.md").read_text()
     assert "## Trace: x.npy -> out:1" in text and "](contribution.png)" in text
     assert "](chosen_positions.png)" in text and "](active_fraction.png)" in text
+
+
+def test_the_active_subgraph_loads_as_a_model(driver, stored, model_name):
+    """A trace's selection is a graph like any other: ``load`` takes it (here the active
+    subgraph), and ``verify`` finds every layer as planned."""
+    from loader.neo4j.models import verify
+
+    _, _, g, t, _, _ = stored
+    sub = t.subgraph(active_only=True)
+    name = model_name("active")
+    summary = load(sub, name, driver=driver)
+    assert summary.relationships == sub.n_edges
+    assert verify(name, driver=driver).ok
+    assert _count(driver, f"(n:Neuron {{model: '{name}'}})") == int(t.active.sum())
