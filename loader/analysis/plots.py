@@ -207,3 +207,92 @@ def plot_metrics(G: nx.DiGraph, results: dict, out_dir: Path) -> Path | None:
             ax.set_title(f"{key}: sum per layer")
     fig.tight_layout()
     return _save(fig, out_dir / "metrics.png")
+
+
+# ---------------------------------------------------------------------------- traces
+def plot_contribution_map(shown: np.ndarray, contribution: np.ndarray, title: str,
+                          out_dir: Path, name: str = "contribution") -> Path:
+    """The input (an image, or values scaled to 0..1) beside its contribution map: value x
+    gradient per input position, summed over channels, on a diverging scale around 0."""
+    plt = _pyplot()
+    c = np.asarray(contribution, dtype=np.float64)
+    if c.ndim >= 3:
+        c = c.reshape(-1, *c.shape[-3:]).sum(axis=(0, 3))
+    elif c.ndim == 2:
+        c = c.sum(axis=1)[None, :]
+    else:
+        c = c[None, :]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
+    img = np.asarray(shown)
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    if img.ndim == 3 and img.shape[-1] not in (3, 4):
+        img = img.mean(axis=-1)
+    if img.ndim == 2 and img.shape[0] != c.shape[0]:
+        img = img.reshape(c.shape)
+    axes[0].imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
+    axes[0].set_title("input", fontsize=9)
+    vmax = float(np.abs(c).max()) or 1.0
+    im = axes[1].imshow(c, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
+    axes[1].set_title("contribution (value x gradient), summed over channels", fontsize=9)
+    fig.colorbar(im, ax=axes[1], fraction=0.046)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out_dir / f"{name}.png")
+
+
+def plot_active_fraction(rows: list[dict], out_dir: Path) -> Path | None:
+    """The fraction of active neurons in each neuron layer, in layer order."""
+    if not rows:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(min(14, 3 + 0.28 * len(rows)), 4))
+    ax.bar(range(len(rows)), [r["fraction"] for r in rows], color=_BLUE)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([r["layer"] for r in rows], rotation=60, ha="right", fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("active fraction")
+    ax.set_title("Active neurons per layer (the activation's slope is not 0)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out_dir / "active_fraction.png")
+
+
+def plot_chosen_positions(pools: list[dict], out_dir: Path) -> Path | None:
+    """Per max/min pooling layer: the share of its neurons that chose each window position
+    (a grid for 2-d windows, bars otherwise)."""
+    if not pools:
+        return None
+    plt = _pyplot()
+    rows, cols = _grid(len(pools))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.2 * rows), squeeze=False)
+    for ax, p in zip(axes.flat, pools):
+        counts = np.asarray(p["counts"], dtype=np.float64)
+        share = counts / max(1.0, counts.sum())
+        if share.ndim == 2:
+            im = ax.imshow(share, cmap="viridis", vmin=0, interpolation="nearest")
+            if share.size <= 49:
+                for (r, c), v in np.ndenumerate(share):
+                    ax.text(c, r, f"{v:.0%}", ha="center", va="center", fontsize=8,
+                            color="white" if v < share.max() * 0.6 else "black")
+            ax.set_xticks(range(share.shape[1]))
+            ax.set_yticks(range(share.shape[0]))
+            ax.set_xlabel("window column")
+            ax.set_ylabel("window row")
+            fig.colorbar(im, ax=ax, fraction=0.046)
+        else:
+            share = share.reshape(-1)
+            ax.bar(range(len(share)), share, color=_ORANGE)
+            ax.set_xlabel(p.get("how", "window position"))
+            ax.set_ylabel("share of neurons")
+        tied = p.get("tied")
+        ax.set_title(f"{p['layer']}: {int(counts.sum()):,} choices"
+                     + (f" (+{tied:,} ties)" if tied else ""), fontsize=9)
+    for ax in list(axes.flat)[len(pools):]:
+        ax.axis("off")
+    fig.suptitle("Where max pooling takes its value: chosen window entries (ties, which go to "
+                 "the first entry, left out)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out_dir / "chosen_positions.png")

@@ -49,7 +49,7 @@ def analyze(source, out_dir: str | os.PathLike, *, neuron: str | None = None,
             subgraph: str | None = None, fmt: str = "md",
             metrics: Sequence[str] = METRICS, max_cost: float = 60.0,
             max_edges: int = 5_000_000, sample_edges: int = 20_000_000, driver=None,
-            database: str | None = None, allow_incomplete: bool = False) -> Path:
+            database: str | None = None, allow_incomplete: bool = False, trace=None) -> Path:
     """Write an analysis report of a neuron graph and its PNG plots into ``out_dir``.
 
     Parameters
@@ -81,6 +81,10 @@ def analyze(source, out_dir: str | os.PathLike, *, neuron: str | None = None,
     allow_incomplete : bool
         Analyse a Neo4j model whose state is not ``complete`` (a partial graph); refused
         otherwise (:func:`loader.neo4j.models.require_complete`).
+    trace : Trace or str, optional
+        A :class:`loader.graph.trace.Trace` of ``source``, or the name of a trace stored in
+        Neo4j (for a model name): adds the contribution map beside the input image, the
+        active fraction per layer and the chosen pooling positions.
 
     Returns
     -------
@@ -102,8 +106,19 @@ def analyze(source, out_dir: str | os.PathLike, *, neuron: str | None = None,
         raise WeightgraphError(f"format must be md or html, got {fmt!r}")
     metrics = check_metrics(metrics)
     with _opened(source, driver, database, allow_incomplete) as src:
+        view = None
+        if trace is not None:
+            from . import traces
+
+            if isinstance(trace, str):
+                if not isinstance(src, Neo4jSource):
+                    raise WeightgraphError("a stored trace (a name) goes with a model loaded in "
+                                           "Neo4j; for a Keras model pass the Trace")
+                view = traces.from_neo4j(src.db, trace)
+            else:
+                view = traces.from_trace(trace)
         return _write_report(src, Path(out_dir), neuron, subgraph, fmt, metrics, max_cost,
-                             max_edges, sample_edges)
+                             max_edges, sample_edges, view)
 
 
 def receptive_field_paths(source, neuron: str, *, driver=None,
@@ -165,7 +180,7 @@ def _metrics_subgraph(subgraph: str | None, target: tuple[str, int] | None,
 
 # ---------------------------------------------------------------------------- the report
 def _write_report(src: Source, out_dir: Path, neuron, subgraph, fmt, metrics, max_cost,
-                  max_edges, sample_edges) -> Path:
+                  max_edges, sample_edges, view=None) -> Path:
     started = time.perf_counter()
     layers = src.graph_data["layers"]
     target = _neuron(neuron, layers) if neuron else None
@@ -185,6 +200,8 @@ def _write_report(src: Source, out_dir: Path, neuron, subgraph, fmt, metrics, ma
     _degree_section(report, stats, note, out_dir)
     if target is not None:
         _receptive_field_section(report, src, target, out_dir)
+    if view is not None:
+        _trace_section(report, view, out_dir)
     if sub is not None:
         _metrics_section(report, src, sub, metrics, estimates, max_cost, max_edges, out_dir)
     report.para(f"Report written in {time.perf_counter() - started:.1f} s.")
@@ -244,6 +261,36 @@ def _receptive_field_section(report: _Report, src: Source, target: tuple[str, in
                   for name, v in maps.items()])
     for p in plots.plot_receptive_field(maps, src.graph_data["layers"], neuron, out_dir):
         report.image(p, "receptive field map")
+
+
+def _trace_section(report: _Report, view, out_dir: Path) -> None:
+    report.heading(f"Trace: {view.title}")
+    report.para("The graph resolved for one input: each neuron's value, which entry each "
+                "max-pooling neuron takes (the first maximal one in window order, where "
+                "TensorFlow's gradient goes), which neurons are active (their activation's "
+                "slope is not 0), and each input's contribution (value x gradient) to the "
+                "target, from one backward pass over the graph's edges.")
+    for name, entry in view.inputs.items():
+        if entry.get("contribution") is None:
+            continue
+        c = entry["contribution"]
+        report.para(f"Input {name}: contributions sum to {float(c.sum()):.4g} "
+                    f"(positive {float(c[c > 0].sum()):.4g}, negative "
+                    f"{float(c[c < 0].sum()):.4g}).")
+        suffix = "" if len(view.inputs) == 1 else f"_{name}"
+        report.image(plots.plot_contribution_map(entry["shown"], c, view.title, out_dir,
+                                                 f"contribution{suffix}"),
+                     "contribution map beside the input")
+    report.table(["layer", "neurons", "active", "active fraction"],
+                 [[r["layer"], r["neurons"], r["active"], r["fraction"]] for r in view.layers])
+    p = plots.plot_active_fraction(view.layers, out_dir)
+    if p is not None:
+        report.image(p, "active fraction per layer")
+    if view.pools:
+        report.para("Chosen entries of the max/min pooling layers, by " + view.pools[0]["how"]
+                    + ": a max-pooling neuron passes on one entry of its window, and these "
+                    "are the shares of neurons that took each position.")
+        report.image(plots.plot_chosen_positions(view.pools, out_dir), "chosen positions")
 
 
 def _metrics_section(report: _Report, src: Source, sub: tuple[str, str], metrics, estimates,

@@ -110,7 +110,7 @@ def query(name_or_file, model, params, fmt, list_, timeout, allow_incomplete, st
 
 # ---------------------------------------------------------------------------- pull
 @click.command()
-@click.option("--name", "-n", required=True, help="model name in Neo4j")
+@click.option("--name", "-n", help="model name in Neo4j (with --trace: the trace's model)")
 @click.option("--layers", "layer_range", metavar="FIRST:LAST",
               help="inclusive layer range; the neurons feeding FIRST come along as sources")
 @click.option("--cone", metavar="LAYER:INDEX[:DEPTH]", help="everything upstream of one neuron")
@@ -125,8 +125,15 @@ def query(name_or_file, model, params, fmt, list_, timeout, allow_incomplete, st
 @click.option("--allow-incomplete", is_flag=True,
               help="read a model whose state is not complete (a partial graph) instead of "
                    "refusing it")
+@click.option("--trace", "trace_name", metavar="TRACE",
+              help="a stored trace: nodes get value, active, contribution; edges into max "
+                   "neurons chosen (default selection: the trace's cone, or all it holds)")
+@click.option("--active-only", is_flag=True,
+              help="with --trace: only active neurons, the edges between them, and the chosen "
+                   "edge of each max/min neuron")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def pull(name, layer_range, cone, cypher, params, output, max_edges, allow_incomplete, quiet):
+def pull(name, layer_range, cone, cypher, params, output, max_edges, allow_incomplete,
+         trace_name, active_only, quiet):
     """Stream a loaded model (or a selection of it) from Neo4j into a GraphML file.
 
     Nothing is built in memory; sizes are counted in the database first.
@@ -135,12 +142,36 @@ def pull(name, layer_range, cone, cypher, params, output, max_edges, allow_incom
     Example:
       weightgraph pull --name vgg16_32 --cone block3_conv3:1000:3 -o cone.graphml.gz
       weightgraph pull --name small --layers conv1:pool -o block.graphml
+      weightgraph pull --trace cat --active-only -o cat_active.graphml.gz
     """
     from ..neo4j.pull import pull_to_graphml
     from ..neo4j.queries import parse_params
 
     if not (output.endswith(".graphml") or output.endswith(".graphml.gz")):
         raise WeightgraphError(f"output must end in .graphml or .graphml.gz: {output}")
+    if trace_name is not None:
+        from ..neo4j.traces import pull_trace, trace_info
+
+        if cypher is not None:
+            raise click.UsageError("--trace takes --layers or --cone, not --cypher")
+        if layer_range and cone:
+            raise click.UsageError("choose one of --layers or --cone")
+        with Database.connect() as db:
+            t = trace_info(db, trace_name)
+            if name is not None and name != t["model"]:
+                raise WeightgraphError(f"trace {trace_name!r} is of model {t['model']!r}, "
+                                       f"not {name!r}")
+            stats = pull_trace(trace_name, layers=layer_range, cone=cone,
+                               active_only=active_only, path=output, driver=db,
+                               max_edges=max_edges)
+        click.echo(f"wrote {output}: {stats['nodes']:,} nodes, {stats['edges']:,} edges in "
+                   f"{stats['seconds']:.1f} s (trace {trace_name}"
+                   + (", active only)" if active_only else ")"))
+        return
+    if active_only:
+        raise click.UsageError("--active-only needs --trace")
+    if name is None:
+        raise click.UsageError("give --name (a loaded model) or --trace")
     if sum(x is not None for x in (layer_range, cone, cypher)) > 1:
         raise click.UsageError("choose one of --layers, --cone or --cypher")
     if params and cypher is None:
@@ -178,8 +209,16 @@ def pull(name, layer_range, cone, cypher, params, output, max_edges, allow_incom
 @click.option("--allow-incomplete", is_flag=True,
               help="read a model whose state is not complete (a partial graph) instead of "
                    "refusing it")
+@click.option("--trace", "trace", metavar="INPUT | TRACE",
+              help="with MODEL: an input file (.npy or image) to trace; with --name: a trace "
+                   "stored in Neo4j. Adds the contribution map, active fractions and chosen "
+                   "pooling positions")
+@click.option("--target", metavar="LAYER:INDEX",
+              help="with --trace INPUT: the neuron contributions go to (default: --neuron)")
+@click.option("--preprocess", type=click.Choice(["auto", "none", "caffe", "tf", "torch"]),
+              default="auto", show_default=True, help="with --trace INPUT: as for `trace`")
 def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir, fmt, metrics,
-            max_cost, max_edges, allow_incomplete):
+            max_cost, max_edges, allow_incomplete, trace, target, preprocess):
     """Write an analysis report (Markdown or HTML, with PNG plots) of a neuron graph.
 
     MODEL may also be a Parquet dataset directory (`export --format parquet`): then the
@@ -188,7 +227,9 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
 
     Weight histograms, degree and strength distributions per layer, the receptive-field map
     of --neuron, and PageRank / betweenness / communities on --subgraph, with their cost
-    estimated and checked before running.
+    estimated and checked before running. With --trace: the contribution map beside the
+    input image, the fraction of active neurons per layer, and where each pooling layer's
+    chosen entries sit in the window.
 
     \b
     Example:
@@ -196,6 +237,9 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
           --neuron block3_conv3:1000 --subgraph cone=block3_conv3:1000:2 -o report/
       weightgraph analyze --name vgg16_32 --neuron block3_conv3:1000 -o report/ --format html
       weightgraph analyze vgg16.parquet -o report/     # a Parquet dataset: exact, via DuckDB
+      weightgraph analyze vgg16 --neuron block5_pool:0 --trace cat.jpg \\
+          --target predictions:281 --metrics "" -o report/
+      weightgraph analyze --name vgg16_32 --neuron block2_pool:5 --trace cat -o report/
     """
     from ..analysis.report import analyze as run_analysis
 
@@ -221,10 +265,21 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
 
         source = NeuronGraph.from_model(model, weights=weights, input_shape=input_shape,
                                         include_top=not no_top)
+        if trace is not None:
+            from ..graph.trace import trace as run_trace
+            from ..keras.inputs import application_family, read_input
+
+            shape = next(e.output.shape for e in source.entries if e.kind == "input")
+            family = application_family(model)
+            x = read_input(trace, shape, mode=preprocess, family=family)
+            trace = run_trace(source, x, target=target or neuron,
+                              info={"model": model, "input": trace, "preprocess": preprocess})
+    if trace is None and target is not None:
+        raise click.UsageError("--target goes with --trace")
     try:
         path = run_analysis(source, out_dir, neuron=neuron, subgraph=subgraph, fmt=fmt,
                             metrics=chosen, max_cost=max_cost, max_edges=max_edges,
-                            driver=db, allow_incomplete=allow_incomplete)
+                            driver=db, allow_incomplete=allow_incomplete, trace=trace)
     finally:
         if db is not None:
             db.close()

@@ -5,7 +5,7 @@ Enumeration produces them, sinks consume them; neither side knows the other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,6 +19,8 @@ class EdgeBatch:
     src, dst : int64 arrays of global neuron ids.
     weight : float32 array.
     layer_index : the IR index of the layer the edges enter (their ``dst`` layer).
+    extra : further per-edge attributes by name (a trace's ``chosen``, bool), each an array
+        of the batch's length; sinks write the ones the graph declares.
 
     Notes
     -----
@@ -31,12 +33,14 @@ class EdgeBatch:
     dst: np.ndarray
     weight: np.ndarray
     layer_index: int
+    extra: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.src.shape[0])
 
     def copy(self) -> "EdgeBatch":
-        return EdgeBatch(self.src.copy(), self.dst.copy(), self.weight.copy(), self.layer_index)
+        return EdgeBatch(self.src.copy(), self.dst.copy(), self.weight.copy(), self.layer_index,
+                         {k: v.copy() for k, v in self.extra.items()})
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,8 @@ class NodeBatch:
     """A bounded run of neurons of one layer, with the contract's attributes.
 
     ``activation`` is one string for the whole batch, or an object array of strings where it
-    varies per neuron (PReLU, max pooling over explicit zero padding).
+    varies per neuron (PReLU, max pooling over explicit zero padding). ``extra`` holds further
+    per-neuron attributes by name (a trace's ``value``, ``active``, ``contribution``).
     """
 
     id: np.ndarray
@@ -54,6 +59,7 @@ class NodeBatch:
     op: str
     bias: np.ndarray
     activation: str | np.ndarray
+    extra: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.id.shape[0])

@@ -2,7 +2,9 @@
 
 This is the correctness oracle of the test suite (executed graph == Keras, layer by layer)
 and works on any representation of the contract: a :class:`NeuronGraph` (streamed), or a
-NetworkX graph (from GraphML or pulled back from Neo4j).
+NetworkX graph (from GraphML or pulled back from Neo4j). :func:`forward_pass` runs one input
+through a :class:`NeuronGraph` a block of edges at a time (:mod:`loader.graph.blocks`), keeping
+what a trace needs besides the values: activation slopes and the max/min neurons' choices.
 
 Each layer is a sparse matrix-vector product (``sum``: weighted bincount per sample) or a
 segment reduction (``max``/``min``/``product``: ufunc ``.at``), then bias and activation.
@@ -11,10 +13,13 @@ segment reduction (``max``/``min``/``product``: ufunc ``.at``), then bias and ac
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import WeightgraphError
 from ..ops import activations
+from .blocks import layer_pass
 
 
 class _Layer:
@@ -38,11 +43,7 @@ class _Layer:
     def finish(self, bias, activation):
         pre = self.acc + bias[:, None]
         samples = pre.shape[1]
-        if isinstance(activation, str):
-            groups = {activation: slice(None)}
-        else:
-            names = np.asarray(activation, dtype=object)
-            groups = {a: names == a for a in np.unique(names)}
+        groups = activation_groups(activation)
         out = np.empty_like(pre)
         for name, sel in groups.items():
             if name == "linear":
@@ -54,6 +55,15 @@ class _Layer:
             else:
                 out[sel] = activations.apply(name, pre[sel])
         return out
+
+
+def activation_groups(activation) -> dict:
+    """Activation name -> the neurons it applies to (a slice or a bool mask), from one name
+    for a whole layer or an array of names (PReLU, max pooling over zero padding)."""
+    if isinstance(activation, str):
+        return {activation: slice(None)}
+    names = np.asarray(activation, dtype=object)
+    return {a: names == a for a in np.unique(names)}
 
 
 def _as_batch(x: np.ndarray, shape) -> np.ndarray:
@@ -182,3 +192,71 @@ def execute_networkx(G, inputs) -> dict[str, np.ndarray]:
 def _uniform(act: np.ndarray):
     first = act[0] if len(act) else "linear"
     return first if (act == first).all() else act
+
+
+# ----------------------------------------------------------------------------- one input
+@dataclass
+class ForwardPass:
+    """One input through the graph. Arrays are indexed by global neuron id; ``values`` has one
+    more slot at the end, the constant zero of padding (id -1 reads it)."""
+
+    values: np.ndarray
+    slope: np.ndarray  # the activation's derivative at each neuron (1 in softmax layers)
+    has_inputs: np.ndarray  # False for a max/min neuron that took no edge (padding won)
+    chosen: dict  # entry index of a max/min layer -> chosen source id per neuron, -1 none
+    jacobians: dict  # entry index -> "softmax" / "log_softmax"
+    passes: dict  # entry index -> its layer pass (for a backward pass)
+
+
+def forward_pass(graph, inputs: dict, *, method: str = "blocks") -> ForwardPass:
+    """Execute the whole graph for one input (``inputs``: input-layer name -> array of its
+    shape), every layer by :func:`loader.graph.blocks.layer_pass`."""
+    n = graph.total_neurons
+    values = np.zeros(n + 1)
+    slope = np.ones(n)
+    has_inputs = np.ones(n, dtype=bool)
+    chosen, jacobians, passes = {}, {}, {}
+    for i, e in enumerate(graph.entries):
+        op = e.op
+        if e.kind == "input":
+            values[op.offset:op.offset + op.n_neurons] = np.asarray(inputs[e.name]).reshape(-1)
+        elif e.kind == "neurons":
+            p = passes[i] = layer_pass(op, method=method)
+            pre, ch = p.forward(values)
+            sl = slice(op.offset, op.offset + op.n_neurons)
+            values[sl], slope[sl], jac = _finish(op, pre)
+            if ch is not None:
+                # A window's padding zero is no edge: where it, not the best real entry, is
+                # the neuron's output (max over padding, activation relu), nothing is chosen.
+                ok = ch >= 0
+                ok[ok] = values[ch[ok]] == values[sl][ok]
+                ch = np.where(ok, ch, -1)
+                chosen[i] = ch
+                has_inputs[sl] = ch >= 0
+            if jac:
+                jacobians[i] = jac
+    return ForwardPass(values, slope, has_inputs, chosen, jacobians, passes)
+
+
+def _finish(op, pre: np.ndarray):
+    """Activation of a layer: (output, slope, jacobian name or None)."""
+    n = op.n_neurons
+    pre = pre + op.bias(np.arange(n)).astype(np.float64)
+    groups = activation_groups(op.activation(np.arange(n)))
+    out = np.empty(n)
+    slope = np.empty(n)
+    jac = None
+    with np.errstate(over="ignore", invalid="ignore"):
+        for name, sel in groups.items():
+            if name in activations.JACOBIAN:
+                # Over the last axis of the layer's output: needs the whole layer.
+                if len(groups) != 1:
+                    raise WeightgraphError(f"{name} on part of a layer")
+                out[:] = activations.apply(name, pre.reshape(op.out_shape)).reshape(-1)
+                slope[:] = 1.0
+                jac = name
+            else:
+                p = pre[sel]
+                out[sel] = activations.apply(name, p)
+                slope[sel] = np.where(np.isfinite(p), activations.slope(name, p), 0.0)
+    return out, slope, jac

@@ -72,6 +72,18 @@ class NeuronGraph:
         except KeyError:
             raise SelectionError(f"no layer named {name!r} in {self.name}") from None
 
+    def neuron_id(self, name: str, index: int) -> int:
+        """Global id of position ``index`` of layer ``name``'s output (a shape-only layer's
+        position names the neuron it shows); a padding zero or a bad index is an error."""
+        e = self.entry(name)
+        if index >= e.output.size:
+            raise SelectionError(f"layer {name!r} has {e.output.size} values; index {index} "
+                                 "is out of range")
+        nid = int(e.output.take(np.array([index]))[0])
+        if nid < 0:
+            raise SelectionError(f"{name}:{index} is a padding zero, not a neuron")
+        return nid
+
     def index_of(self, name: str) -> int:
         self.entry(name)
         return self._by_name[name]
@@ -228,13 +240,7 @@ class NeuronGraph:
 
     def _select_cone(self, spec: str):
         name, index, max_depth = parse_cone(spec)
-        e = self.entry(name)
-        if index >= e.output.size:
-            raise SelectionError(f"layer {name!r} has {e.output.size} values; index {index} "
-                                 "is out of range")
-        top = int(e.output.take(np.array([index]))[0])
-        if top < 0:
-            raise SelectionError(f"{name}:{index} is a padding zero, not a neuron")
+        top = self.neuron_id(name, index)
         unlimited = np.iinfo(np.int32).max
         depths: dict[int, np.ndarray] = {}
         self._mark(np.array([top]), np.array([0], dtype=np.int32), depths)

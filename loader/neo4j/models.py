@@ -326,6 +326,26 @@ def delete_graph(db: Database, name: str, *, chunk: int = 50_000) -> int:
     for step in (_DELETE_NEURONS, _DELETE_BATCHES):
         while n := db.write_one(step, name=name, chunk=chunk)["deleted"]:
             deleted += n
+    # Traces describe this graph: they go with it (on replace too).
+    deleted += delete_traces(db, model=name)
+    return deleted
+
+
+def delete_traces(db: Database, *, trace: str | None = None, model: str | None = None,
+                  chunk: int = 2_000) -> int:
+    """Delete one stored trace (``trace``) or every trace of a model (``model``): its
+    ``(:TraceChunk)`` nodes in bounded transactions, then its ``(:Trace)`` node."""
+    if (trace is None) == (model is None):
+        raise ValueError("name a trace or a model")
+    deleted = 0
+    names = [trace] if trace is not None else [
+        r["name"] for r in db.read("MATCH (t:Trace {model: $model}) RETURN t.name AS name",
+                                   model=model)]
+    for name in names:
+        while n := db.write_one(_DELETE_CHUNKS, trace=name, chunk=chunk)["deleted"]:
+            deleted += n
+        deleted += db.write_one("MATCH (t:Trace {name: $name}) DETACH DELETE t "
+                                "RETURN count(*) AS deleted", name=name)["deleted"]
     return deleted
 
 
@@ -340,6 +360,11 @@ RETURN max(n.id) AS last, count(r) AS deleted
 _DELETE_NEURONS = """
 MATCH (n:Neuron {model: $name}) WITH n LIMIT $chunk
 DETACH DELETE n
+RETURN count(*) AS deleted
+"""
+_DELETE_CHUNKS = """
+MATCH (c:TraceChunk {trace: $trace}) WITH c LIMIT $chunk
+DELETE c
 RETURN count(*) AS deleted
 """
 _DELETE_BATCHES = """

@@ -117,3 +117,94 @@ def is_known(name: str) -> bool:
         return True
     except WeightgraphError:
         return False
+
+
+# ----------------------------------------------------------------------------- derivatives
+def _relu_general_slope(x, max_value, slope, threshold):
+    """d/dx of :func:`_relu_general`, with TensorFlow's choices at the kinks (Keras builds
+    this ReLU from ``relu``, ``greater`` and ``clip``): 0 at the threshold itself, 0 from the
+    cap up."""
+    d = np.where(x > threshold, 1.0, np.where(x < threshold, slope, 0.0))
+    if max_value is not None:
+        d = np.where(x >= max_value, 0.0, d)
+    return d
+
+
+def _sigmoid_slope(x):
+    s = special.expit(x)
+    return s * (1.0 - s)
+
+
+def _hard_sigmoid_slope(x):
+    return np.where((x > -3.0) & (x < 3.0), 1.0 / 6.0, 0.0)
+
+
+def _softplus_slope(x):
+    return special.expit(x)
+
+
+def _mish_slope(x):
+    t = np.tanh(_softplus(x))
+    return t + x * (1.0 - t * t) * special.expit(x)
+
+
+def _gelu_slope(x):
+    return 0.5 * (1.0 + special.erf(x / np.sqrt(2.0))) + x * np.exp(-0.5 * x * x) / np.sqrt(
+        2.0 * np.pi)
+
+
+_SLOPES = {
+    "linear": lambda x: np.ones_like(x),
+    # TensorFlow's ReluGrad passes the gradient where x > 0; Relu6Grad where 0 < x < 6.
+    "relu": lambda x: (x > 0.0).astype(np.float64),
+    "relu6": lambda x: ((x > 0.0) & (x < 6.0)).astype(np.float64),
+    "sigmoid": _sigmoid_slope,
+    "tanh": lambda x: 1.0 - np.tanh(x) ** 2,
+    "silu": lambda x: special.expit(x) * (1.0 + x * (1.0 - special.expit(x))),
+    "gelu": _gelu_slope,
+    "elu": lambda x: np.where(x > 0, 1.0, np.exp(np.minimum(x, 0.0))),
+    "selu": lambda x: _SELU_SCALE * np.where(x > 0, 1.0, _SELU_ALPHA * np.exp(np.minimum(x, 0))),
+    "softplus": _softplus_slope,
+    "softsign": lambda x: 1.0 / (1.0 + np.abs(x)) ** 2,
+    "hard_sigmoid": _hard_sigmoid_slope,
+    "hard_silu": lambda x: _hard_sigmoid(x) + x * _hard_sigmoid_slope(x),
+    "exponential": np.exp,
+    "mish": _mish_slope,
+}
+
+#: Activations whose output mixes a whole layer (their derivative is a Jacobian, not a slope).
+JACOBIAN = frozenset({"softmax", "log_softmax"})
+
+
+def slope(name: str, x: np.ndarray) -> np.ndarray:
+    """The derivative of an elementwise contract activation at pre-activation ``x``.
+
+    Where an activation has a kink, the value is TensorFlow's: a ReLU passes no gradient at
+    its threshold or from its cap up, a leaky ReLU passes its slope at 0. A neuron whose slope
+    is 0 is *inactive* at this input: its output does not change with its inputs.
+    ``softmax`` and ``log_softmax`` have no slope (see :func:`jacobian_vjp`).
+    """
+    if name in _SLOPES:
+        return _SLOPES[name](x)
+    if name in JACOBIAN:
+        raise WeightgraphError(f"{name} has a Jacobian, not a slope")
+    head, _, rest = name.partition(":")
+    args = rest.split(":") if rest else []
+    if head == "leaky_relu" and len(args) == 1:
+        return np.where(x > 0, 1.0, float(args[0]))
+    if head == "elu" and len(args) == 1:
+        return np.where(x > 0, 1.0, float(args[0]) * np.exp(np.minimum(x, 0.0)))
+    if head == "relu" and len(args) == 3:
+        mv = None if args[0] == "inf" else float(args[0])
+        return _relu_general_slope(x, mv, float(args[1]), float(args[2]))
+    raise WeightgraphError(f"unknown activation {name!r}")
+
+
+def jacobian_vjp(name: str, out: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """``grad`` (d target / d output, last axis = the activation's axis) pulled back through
+    ``softmax`` or ``log_softmax`` whose output is ``out``: d target / d pre-activation."""
+    if name == "softmax":
+        return out * (grad - (grad * out).sum(axis=-1, keepdims=True))
+    if name == "log_softmax":
+        return grad - np.exp(out) * grad.sum(axis=-1, keepdims=True)
+    raise WeightgraphError(f"{name} is elementwise")

@@ -67,7 +67,8 @@ _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def graph_attributes(graph_data: dict) -> dict[str, str]:
-    """The graph-level attributes every sink writes: ``name`` and ``layers`` (a JSON string).
+    """The graph-level attributes every sink writes: ``name`` and ``layers`` (a JSON string),
+    and ``trace`` (a JSON string: target, input, preprocessing) for a trace's graph.
 
     Parameters
     ----------
@@ -90,6 +91,9 @@ def graph_attributes(graph_data: dict) -> dict[str, str]:
     attrs = {"name": str(graph_data["name"]), "layers": layers}
     if graph_data.get("granularity", "neuron") != "neuron":
         attrs["granularity"] = str(graph_data["granularity"])
+    if graph_data.get("trace") is not None:
+        attrs["trace"] = json.dumps(graph_data["trace"], separators=(",", ":"),
+                                    default=_json_scalar)
     return attrs
 
 
@@ -132,6 +136,11 @@ class GraphMLWriter(BatchSink):
         Target file, ``.graphml`` or ``.graphml.gz``. An existing file is replaced on close.
     graph_data : dict
         ``NeuronGraph.graph_data()``: the model ``name`` and its ``layers`` table.
+    extra_attributes : dict, optional
+        ``{"node": [(name, type), ...], "edge": [...]}``: further attributes (GraphML types
+        ``double``, ``boolean``, ...) that batches carry in ``extra`` (a trace's ``value``,
+        ``active``, ``contribution``, ``chosen``). An element whose batch lacks one leaves it
+        out (``chosen`` is only on edges into max/min neurons).
 
     Examples
     --------
@@ -142,8 +151,20 @@ class GraphMLWriter(BatchSink):
 
     keys = _KEYS
 
-    def __init__(self, path: str | os.PathLike, graph_data: dict):
+    def __init__(self, path: str | os.PathLike, graph_data: dict,
+                 extra_attributes: dict | None = None):
         self.path = Path(path)
+        extra = extra_attributes or {}
+        self._extra = {where: [(f"d{len(self.keys) + k}", name, kind) for k, (name, kind) in
+                               enumerate(extra.get(where, []), start=start)]
+                       for where, start in (("node", 0),
+                                            ("edge", len(extra.get("node", []))))}
+        n_extra = sum(len(v) for v in self._extra.values())
+        self._keys = self.keys + tuple((key, where, name, kind) for where in ("node", "edge")
+                                   for key, name, kind in self._extra[where])
+        attrs = graph_attributes(graph_data)
+        if "trace" in attrs:
+            self._keys += ((f"d{len(self.keys) + n_extra}", "graph", "trace", "string"),)
         self.nodes_written = 0
         self.edges_written = 0
         self._floats = FloatText()
@@ -155,7 +176,7 @@ class GraphMLWriter(BatchSink):
         try:
             level = GZIP_LEVEL if self.path.name.endswith(".gz") else None
             self._out = Output(self._file, level)
-            self._out.write(_header(graph_attributes(graph_data), self.keys))
+            self._out.write(_header(attrs, self._keys))
         except BaseException:
             self._file.close()
             self._tmp.unlink(missing_ok=True)
@@ -175,6 +196,7 @@ class GraphMLWriter(BatchSink):
                  + b'</data><data key="d1">' + str(int(batch.layer_index)).encode()
                  + b'</data><data key="d2">')
         op = b'</data><data key="d3">' + _xml_text(batch.op) + b'</data><data key="d4">'
+        extra = self._extra_columns(self._extra["node"], batch.extra, n)
         for rows in text_slices(n):
             parts = [
                 b'<node id="', decimal_columns(batch.id[rows]),
@@ -182,8 +204,11 @@ class GraphMLWriter(BatchSink):
                 op, bias.rows(rows),
                 b'</data><data key="d5">',
                 activation if same_for_all else activations.rows(rows),
-                b"</data></node>\n",
+                b"</data>",
             ]
+            for key, text in extra:
+                parts += [key, text.rows(rows), b"</data>"]
+            parts.append(b"</node>\n")
             self._out.write(self._text.build(parts, rows.stop - rows.start))
         self.nodes_written += n
 
@@ -194,15 +219,35 @@ class GraphMLWriter(BatchSink):
             return
         self._check_open()
         weights = self._floats.encode(batch.weight)
+        extra = self._extra_columns(self._extra["edge"], batch.extra, n)
         for rows in text_slices(n):
             parts = [
                 b'<edge source="', decimal_columns(batch.src[rows]),
                 b'" target="', decimal_columns(batch.dst[rows]),
                 b'"><data key="d6">', weights.rows(rows),
-                b"</data></edge>\n",
+                b"</data>",
             ]
+            for key, text in extra:
+                parts += [key, text.rows(rows), b"</data>"]
+            parts.append(b"</edge>\n")
             self._out.write(self._text.build(parts, rows.stop - rows.start))
         self.edges_written += n
+
+    def _extra_columns(self, declared, values: dict, n: int) -> list:
+        """(opening ``<data>`` tag, encoded texts) of each declared attribute the batch has."""
+        out = []
+        for key, name, kind in declared:
+            if name not in values:
+                continue
+            v = np.asarray(values[name])
+            if len(v) != n:
+                raise ValueError(f"attribute {name!r} has {len(v)} values for {n} elements")
+            if kind == "boolean":
+                text = Encoded(_BOOL_TEXT, v.astype(bool).astype(np.intp))
+            else:
+                text = self._floats.encode(v)
+            out.append((b'<data key="%s">' % key.encode(), text))
+        return out
 
     def close(self) -> Path:
         """Finish the document and move it to ``path``. Returns ``path``."""
@@ -313,6 +358,9 @@ class ChannelGraphMLWriter(GraphMLWriter):
         self.edges_written += n
 
 
+_BOOL_TEXT = np.array([b"false", b"true"], dtype="S5")
+
+
 def _header(attrs: dict[str, str], keys=_KEYS) -> bytes:
     lines = [
         "<?xml version='1.0' encoding='utf-8'?>",
@@ -339,7 +387,8 @@ def write_graphml(graph, path: str | os.PathLike, *, batch_size: int = 1 << 20,
     Parameters
     ----------
     graph : NeuronGraph or ChannelGraph
-        The graph, or a selection of it (``layers=`` / ``cone=``).
+        The graph, or a selection of it (``layers=`` / ``cone=``), or a trace's graph
+        (:meth:`loader.graph.trace.Trace.subgraph`: its ``extra_attributes`` are written too).
     path : str or os.PathLike
         ``.graphml`` or ``.graphml.gz`` (gzip level 1, compressed on all cores).
     batch_size : int
@@ -364,9 +413,10 @@ def write_graphml(graph, path: str | os.PathLike, *, batch_size: int = 1 << 20,
 
     start = time.perf_counter()
     n_nodes, n_edges = graph.n_nodes, graph.n_edges
+    extra = getattr(graph, "extra_attributes", None)
     writer_class = (ChannelGraphMLWriter if getattr(graph, "granularity", "neuron") == "channel"
                     else GraphMLWriter)
-    with writer_class(path, graph.graph_data()) as writer, progress_bar(
+    with writer_class(path, graph.graph_data(), extra) as writer, progress_bar(
             n_edges, f"GraphML {Path(path).name}", enabled=progress, unit="edge") as bar:
         for nodes in graph.iter_node_batches(batch_size):
             writer.write_nodes(nodes)

@@ -30,7 +30,9 @@ class NetworkXSink(BatchSink):
     Node keys are the neuron ids (int); node attributes ``layer``, ``layer_index``, ``index``,
     ``op``, ``bias`` (float), ``activation``; edge attribute ``weight`` (float, the float32
     value widened exactly); graph attributes ``name`` and ``layers`` (a JSON string), the same
-    values a GraphML file of the graph reads back as.
+    values a GraphML file of the graph reads back as. A trace's graph adds node attributes
+    ``value``, ``active`` (bool), ``contribution``, edge attribute ``chosen`` (bool, on edges
+    into max/min neurons) and graph attribute ``trace`` (JSON).
 
     Parameters
     ----------
@@ -60,10 +62,26 @@ class NetworkXSink(BatchSink):
                     "bias": b, "activation": str(a)})
             for node, index, b, a in zip(batch.id.tolist(), batch.index.tolist(), bias,
                                           activation))
+        if batch.extra:  # a trace's value, active, contribution
+            nodes = self.graph.nodes
+            columns = {k: _python_values(v) for k, v in batch.extra.items()}
+            for k, col in columns.items():
+                for node, v in zip(batch.id.tolist(), col):
+                    nodes[node][k] = v
 
     def write_edges(self, batch: EdgeBatch) -> None:
-        """Add the edges of ``batch`` with their ``weight``."""
-        self.graph.add_weighted_edges_from(_edge_tuples(batch))
+        """Add the edges of ``batch`` with their ``weight`` (and ``extra`` attributes: a
+        trace's ``chosen``)."""
+        if not batch.extra:
+            self.graph.add_weighted_edges_from(_edge_tuples(batch))
+            return
+        names = list(batch.extra)
+        columns = [_python_values(batch.extra[k]) for k in names]
+        self.graph.add_edges_from(
+            (u, v, dict(zip(names, rest), weight=w))
+            for u, v, w, *rest in zip(batch.src.tolist(), batch.dst.tolist(),
+                                      np.asarray(batch.weight, dtype=np.float64).tolist(),
+                                      *columns))
 
     def close(self) -> nx.DiGraph:
         """Return the graph built so far."""
@@ -109,6 +127,11 @@ class ChannelNetworkXSink(NetworkXSink):
             self.graph.add_edges_from(
                 (s, d, {"edges": n, "total": t, "weight": w, "kernel": k})
                 for s, d, n, t, w, k in zip(*cols, kernels))
+
+
+def _python_values(a) -> list:
+    a = np.asarray(a)
+    return (a.astype(bool) if a.dtype == bool else a.astype(np.float64)).tolist()
 
 
 def _edge_tuples(batch: EdgeBatch):
