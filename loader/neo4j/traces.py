@@ -40,7 +40,8 @@ from ..graph.batches import EdgeBatch, NodeBatch
 from ..graph.selection import parse_cone, parse_layer_range, parse_neuron
 from ..graph.trace import ArrayTrace, trace_arrays
 from .db import Database, using
-from .models import (LayerTable, ModelStateError, check_name, delete_traces, model_info)
+from .models import (LayerTable, ModelStateError, check_name, delete_traces, model_info,
+                     require_complete)
 from .pull import PullPlan, _prefetch, iter_pull, plan_pull
 from .schema import create_schema
 
@@ -144,9 +145,7 @@ def trace_loaded(driver: Database | neo4j.Driver | None, model: str, input_path,
 
     check_name(name)
     with using(driver, database) as db:
-        info = model_info(db, model)
-        if info.get("state", "complete") != "complete":
-            raise ModelStateError(f"model {model!r} is not completely loaded")
+        info = require_complete(db, model)  # a trace of a partial graph would be wrong
         existing = _trace_node(db, name)
         if existing is not None and not replace:
             raise WeightgraphError(f"trace {name!r} exists (of model {existing['model']!r}): "
@@ -287,7 +286,7 @@ def read_trace(driver, name: str, *, layers: list[str] | None = None,
     ``choice`` (a max/min neuron), sorted by id; ``layers`` restricts it to those layers."""
     with using(driver, database) as db:
         t = trace_info(db, name)
-        info = model_info(db, t["model"])
+        info = require_complete(db, t["model"])
         table = LayerTable(info["graph_data"]["layers"])
         ids, value, active, contribution, chosen, choice = [], [], [], [], [], []
         with db.snapshot() as tx:
