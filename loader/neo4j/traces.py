@@ -40,8 +40,7 @@ from ..graph.batches import EdgeBatch, NodeBatch
 from ..graph.selection import parse_cone, parse_layer_range, parse_neuron
 from ..graph.trace import ArrayTrace, trace_arrays
 from .db import Database, using
-from .models import (LayerTable, ModelStateError, check_name, delete_traces, model_info,
-                     require_complete)
+from .models import LayerTable, ModelStateError, check_name, delete_traces, require_complete
 from .pull import PullPlan, _prefetch, iter_pull, plan_pull
 from .schema import create_schema
 
