@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from keras import layers
@@ -437,3 +438,45 @@ def test_bulk_load_without_disk_space_is_refused_before_anything(driver, model_n
     with pytest.raises(BulkLoadError, match="not enough disk space.*nothing was changed"):
         load(g, "never", mode="bulk", replace=True, driver=driver, server=NoServer())
     assert_exact(driver, name, g_small)
+
+
+# ------------------------------------------------------------------------- trace storage
+def test_killed_trace_store_leaves_no_trace_and_the_rerun_completes(driver, model_name,
+                                                                    fault_model, tmp_path):
+    """A trace's (:Trace) node is written after all its chunks: killed before it, no reader
+    sees a partial trace, and running the same command again stores it whole."""
+    path, g = fault_model
+    name = model_name("ft")
+    assert cli(load_args(path, name))[0] == 0
+    x = tmp_path / "x.npy"
+    np.save(x, np.random.default_rng(5).normal(size=(8, 8, 4)).astype("float32"))
+    trace_name = f"{name}_t"
+    args = ["trace", "--model", name, "--input", str(x), "--name", trace_name,
+            "--target", "pool:3"]
+    try:
+        code, out = weightgraph(args, kill_at="trace.chunks")
+        assert code == -signal.SIGKILL, out
+        chunks = driver.execute_query("MATCH (c:TraceChunk {trace: $t}) RETURN count(c) AS c",
+                                      t=trace_name).records[0]["c"]
+        assert chunks > 0  # the kill came after chunks were written ...
+        code, lines = cli(["pull", "--name", name, "--trace", trace_name, "-o",
+                           str(tmp_path / "never.graphml")])
+        assert code == 1 and len(lines) == 1 and f"no trace {trace_name!r}" in lines[0], lines
+        assert trace_name not in "\n".join(cli(["trace", "list"])[1])
+        t = time.perf_counter()
+        code, out = weightgraph(args)  # ... and the same command finishes the job
+        assert code == 0, out
+        stored = driver.execute_query(
+            "MATCH (t:Trace {name: $t}) MATCH (c:TraceChunk {trace: $t}) "
+            "RETURN t.chunks AS want, count(c) AS got", t=trace_name).records[0]
+        assert stored["want"] == stored["got"]
+        code, lines = cli(["query", "trace_value", "--model", name, "-p",
+                           f"trace={trace_name}", "-p", "layer=pool", "-p", "index=3",
+                           "--format", "json"])
+        assert code == 0 and '"value"' in "\n".join(lines), lines
+        record(operation="trace store", point="trace.chunks", state="no Trace node",
+               rels_at_fault=0, rels_planned=0, recovery="the same trace command",
+               seconds=round(time.perf_counter() - t, 1), verify="Trace node, all chunks",
+               edges=0)
+    finally:
+        cli(["trace", "delete", "--name", trace_name])

@@ -9,7 +9,8 @@ Points: ``online.edges`` (after each edge batch is handed to the writers),
 ``online.before_complete``, ``delete.relationships`` (after each committed chunk),
 ``delete.before_model`` (the graph gone, the Model node not yet), ``replace.deleted`` (the old
 graph gone, the new not started), ``bulk.imported`` (staging store written, server untouched),
-``bulk.stopped``, ``bulk.swapped`` (server stopped, new store in place), ``bulk.before_schema``.
+``bulk.stopped``, ``bulk.swapped`` (server stopped, new store in place), ``bulk.before_schema``,
+``trace.chunks`` (after each transaction of a stored trace's chunks; its Trace node comes last).
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from ..graph.batches import EdgeBatch, NodeBatch
 from ..graph.selection import parse_cone, parse_layer_range, parse_neuron
 from ..graph.trace import ArrayTrace, trace_arrays
 from .db import Database, using
+from .faults import kill_point
 from .models import LayerTable, ModelStateError, check_name, delete_traces, require_complete
 from .pull import PullPlan, _prefetch, iter_pull, plan_pull
 from .schema import create_schema
@@ -215,6 +216,9 @@ def store_trace(db: Database, name: str, model: str, t: ArrayTrace, meta: dict,
     """Write ``t`` as ``(:Trace {name})`` and its ``(:TraceChunk)`` nodes; returns the number
     of chunks. The Trace node is created last, so a trace that exists is complete."""
     create_schema(db)
+    # Chunks a killed store left behind (no Trace node: the caller found none) would collide
+    # with this store's on the (trace, layer, chunk) constraint: they go first.
+    delete_traces(db, trace=name)
     by_index = {l["index"]: l for l in layers}
     records = []
     for li in np.unique(t.layer_index):
@@ -244,6 +248,7 @@ def store_trace(db: Database, name: str, model: str, t: ArrayTrace, meta: dict,
             records.append(rec)
     for a in range(0, len(records), _CHUNKS_PER_TX):
         db.write(_CREATE_CHUNKS, trace=name, model=model, chunks=records[a:a + _CHUNKS_PER_TX])
+        kill_point("trace.chunks")
     props = {k: v for k, v in meta.items() if v is not None}
     props.update({"chunk": CHUNK, "neurons": int(len(t.ids)), "chunks": len(records),
                   "layers": json.dumps(sorted({r["layer"] for r in records}))})
