@@ -32,9 +32,9 @@ from keras import layers
 from loader.cli import main
 from loader.graph.neuron_graph import NeuronGraph
 from loader.neo4j.db import connect
-from loader.neo4j.models import model_exists, verify
-from neo4j_helpers import layer_sums
+from loader.neo4j.models import model_exists
 from oracle import randomise_weights
+from test_load import assert_exact
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "neo4j-local"
@@ -106,17 +106,6 @@ def run_fix(fix, model_path):
     code, lines = cli(args)
     assert code == 0, lines
     return lines
-
-
-def assert_exact(driver, name, graph):
-    v = verify(name, driver=driver)
-    assert v.ok, "\n".join(v.lines())
-    sums = layer_sums(driver, name)
-    assert sum(n for n, _, _ in sums.values()) == graph.n_nodes
-    assert sum(e for _, e, _ in sums.values()) == graph.n_edges
-    assert driver.execute_query("MATCH (b:LoadBatch {model: $m}) WITH b.key AS k, count(*) AS c "
-                                "WHERE c > 1 RETURN count(*) AS dup", m=name
-                                ).records[0]["dup"] == 0
 
 
 def rel_count(driver, name):

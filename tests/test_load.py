@@ -54,6 +54,9 @@ def assert_exact(driver, name, graph):
     sums = layer_sums(driver, name)
     assert sum(n for n, _, _ in sums.values()) == graph.n_nodes
     assert sum(e for _, e, _ in sums.values()) == graph.n_edges
+    assert driver.execute_query("MATCH (b:LoadBatch {model: $m}) WITH b.key AS k, count(*) AS c "
+                                "WHERE c > 1 RETURN count(*) AS dup", m=name
+                                ).records[0]["dup"] == 0  # no batch recorded twice
 
 
 def test_loaded_graph_read_back_with_cypher_executes_to_keras(driver, model_name):

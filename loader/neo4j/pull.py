@@ -48,7 +48,7 @@ from ..graph.selection import parse_cone, parse_layer_range
 from ..terminal import human, progress as progress_bar
 from .cypher import bind_params, load_query, parse_query, read_only_check, statement_of
 from .db import Database, using
-from .models import (LayerTable, ModelNotFound, ModelStateError, loaded_models, model_info,
+from .models import (LayerTable, ModelNotFound, loaded_models, model_info,
                      require_complete)
 
 __all__ = ["ModelNotFound", "PullPlan", "loaded_models", "model_info", "plan_pull", "pull",

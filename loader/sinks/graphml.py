@@ -334,7 +334,6 @@ class ChannelGraphMLWriter(GraphMLWriter):
         self._check_open()
         weights = self._floats.encode(batch.weight)
         totals = self._floats.encode(batch.total)
-        kernel = None
         if batch.kernel is not None:
             k = batch.kernel.shape[1]
             flat = self._floats.encode(np.ascontiguousarray(batch.kernel).reshape(-1))
