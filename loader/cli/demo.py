@@ -1,4 +1,4 @@
-"""``weightgraph demo``: the main job end to end."""
+"""``weightgraph demo``: the main job end to end, on a trained network and a real input."""
 
 from __future__ import annotations
 
@@ -9,18 +9,30 @@ __all__ = ["demo"]
 
 @click.command()
 @click.option("--out", default="out", show_default=True, type=click.Path(file_okay=False),
-              help="where the GraphML file and the report go")
-@click.option("--weights", default="none", show_default=True,
-              help="none (random, offline) or imagenet (downloaded by Keras)")
+              help="where the GraphML files, the input picture and the report go")
+@click.option("--weights", default="auto", show_default=True,
+              type=click.Choice(["auto", "imagenet", "trained", "none"]),
+              help="auto: VGG16 with ImageNet weights if cached in ~/.keras/models (or "
+                   "downloadable), else a CNN trained here on scikit-learn's digits; imagenet, "
+                   "trained, none (VGG16, random weights) force one")
+@click.option("--image", type=click.Path(dir_okay=False),
+              help="an image or .npy file to show the network instead of the bundled cat "
+                   "photograph or held-out digit")
+@click.option("--offline", is_flag=True,
+              help="never try to download the ImageNet weights (also WEIGHTGRAPH_OFFLINE=1)")
 @click.option("--quiet", is_flag=True, help="no progress bars")
-def demo(out, weights, quiet):
-    """End to end: plan VGG16, load a cone of it into Neo4j, verify, run named queries,
+def demo(out, weights, image, offline, quiet):
+    """End to end on a trained network: choose it (VGG16 with ImageNet weights on a cat
+    photograph, or a CNN trained here on handwritten digits), plan it, trace the input
+    (pooling choices, active neurons, contributions to the predicted class), load it (or the
+    cone of its strongest evidence) into Neo4j, verify, store the trace, run named queries,
     export GraphML from Neo4j and write an analysis report; then say where to look.
 
     \b
     Example:
       weightgraph demo --out out
+      weightgraph demo --weights trained --image my_digit.png --out out/mine
     """
     from ..demo import run_demo
 
-    run_demo(out, weights=weights, progress=not quiet)
+    run_demo(out, weights=weights, image=image, progress=not quiet, download=not offline)
