@@ -9,13 +9,13 @@ It picks the best network it can have without asking (:func:`choose_network`):
   bundled cat photograph (``skimage.data.chelsea()``, center-cropped to a square, resized to
   224x224, ``keras.applications.vgg16.preprocess_input``) and prints its top-5 classes. The
   whole VGG16 (15 billion edges) cannot go into Neo4j here: the demo loads the cone of the
-  ``block2_pool`` neuron that contributes most to the predicted class (its whole cone, down to
-  the pixels: a few million edges).
+  ``block2_conv1`` neuron that contributes most to the predicted class (its whole cone, down
+  to the pixels: about 1.4 million edges).
 * ``trained``: a small CNN (two convolutions with max pooling, two dense layers; 23,658
   parameters) trained here, deterministically, on scikit-learn's bundled handwritten digits
   (:func:`digits_model`), shown a held-out digit. It goes into Neo4j whole.
 * ``none``: VGG16 with random weights at 32x32 (the cat photograph resized), the cone of its
-  strongest ``block2_pool`` neuron: how the tool works, on a network that knows nothing.
+  strongest ``block2_conv1`` neuron: how the tool works, on a network that knows nothing.
 
 Then, whatever the network: plan, trace the input through the whole graph (values, pooling
 choices, active neurons, each neuron's contribution to the predicted class), load into Neo4j,
@@ -44,7 +44,7 @@ from .config import Settings
 from .errors import WeightgraphError, one_line
 from .keras.inputs import InputFileError, read_input
 
-__all__ = ["digits_model", "DigitsSplit", "choose_network", "Network", "find_imagenet_weights",
+__all__ = ["digits_model", "trained_digits", "DigitsSplit", "choose_network", "Network", "find_imagenet_weights",
            "photograph", "imagenet_input", "top_classes", "run_demo", "WEIGHT_CHOICES"]
 
 WEIGHT_CHOICES = ("auto", "imagenet", "trained", "none")
@@ -63,7 +63,10 @@ CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"
 PROBE_TIMEOUT = 3.0  # seconds: offline, DNS fails at once; a dead route should not stall the demo
 OFFLINE_ENV = "WEIGHTGRAPH_OFFLINE"  # set to 1: never try to download anything
 
-VGG_CONE_LAYER = "block2_pool"  # the deepest pooling layer whose whole cone fits a demo load
+# The layer whose strongest neuron's whole cone (down to the pixels) the demo loads for VGG16:
+# about 1.4 million edges inside the image (block2_pool's is 6.8 million: four minutes of
+# online load on a busy two-core machine, measured; block2_conv1's about one).
+VGG_CONE_LAYER = "block2_conv1"
 
 
 # ---------------------------------------------------------------------------- the digits CNN
@@ -132,8 +135,9 @@ def digits_model(seed: int = 0, *, epochs: int = 15, test_size: int = 360):
 
 
 @functools.lru_cache(maxsize=2)
-def _trained_digits(seed: int = 0):
-    """:func:`digits_model`, trained once per process (the demo and tests share it)."""
+def trained_digits(seed: int = 0):
+    """:func:`digits_model`, trained once per process (the demo and tests share it: do not
+    change the model it returns)."""
     return digits_model(seed)
 
 
@@ -298,7 +302,7 @@ def choose_network(weights: str = "auto", *, image: str | os.PathLike | None = N
                                f"got {weights!r}")
     path = None
     if weights in ("auto", "imagenet"):
-        path, how = find_imagenet_weights(download=download)
+        path, how = find_imagenet_weights(download=download, url=VGG16_WEIGHTS_URL)
         if path is None and weights == "imagenet":
             raise WeightgraphError(f"--weights imagenet: {how}")
         if path is None:
@@ -349,7 +353,7 @@ def _digits(image, echo) -> Network:
         if Path(image).suffix.lower() != ".npy":
             x = x * (16.0 / 255.0)
     echo("training the digits CNN (scikit-learn's 1,797 8x8 digits, seed 0) ...")
-    model, split = _trained_digits(0)
+    model, split = trained_digits(0)
     lines = [f"trained in {split.seconds:.1f} s: {split.accuracy:.1%} of the "
              f"{len(split.y_test)} held-out digits right"]
     if x is None:
@@ -366,8 +370,12 @@ def _digits(image, echo) -> Network:
 
 # ---------------------------------------------------------------------------- the demo
 def run_demo(out_dir: str | Path = "out", *, weights: str = "auto", image=None,
-             progress: bool = True, download: bool = True, echo=click.echo) -> dict:
+             progress: bool = True, download: bool = True, name: str | None = None,
+             echo=click.echo) -> dict:
     """Run the demo; returns the paths and figures it printed.
+
+    ``name`` replaces the network's model name in Neo4j (``digits_cnn``, ``vgg16_imagenet``,
+    ``vgg16_random``); the model of that name is replaced, and so is its trace.
 
     Steps: choose the network (:func:`choose_network`), plan, trace the input through the
     whole graph, load (the whole model, or the cone of the neuron of ``cone_layer`` that
@@ -391,6 +399,7 @@ def run_demo(out_dir: str | Path = "out", *, weights: str = "auto", image=None,
     settings = Settings()
     with Database.connect(settings) as db:  # connect first: no server, no training
         net = choose_network(weights, image=image, download=download, echo=echo)
+        net.name = name or net.name
         for line in net.lines:
             echo("    " + line)
         out.mkdir(parents=True, exist_ok=True)
@@ -451,14 +460,13 @@ def run_demo(out_dir: str | Path = "out", *, weights: str = "auto", image=None,
         for row in run_query(db, "top_contributors", {"model": net.name, "trace": trace_name,
                                                       "layer": None, "k": 3}).records():
             echo(f"    top_contributors: {row}")
-        pool = _pool_neuron(g, t, neuron)
+        pool = _pool_neuron(db, g, net.name, trace_name)
         if pool is not None:
-            player, pindex = pool.rsplit(":", 1)
-            rows = run_query(db, "pooling_choices", {"model": net.name, "layer": player,
-                                                     "index": int(pindex),
+            rows = run_query(db, "pooling_choices", {"model": net.name, "layer": pool[0],
+                                                     "index": pool[1],
                                                      "trace": trace_name}).records()
             picked = [r for r in rows if r["chosen"]]
-            echo(f"    pooling_choices({pool}): {len(rows)} candidates, chose "
+            echo(f"    pooling_choices({pool[0]}:{pool[1]}): {len(rows)} candidates, chose "
                  + (f"{picked[0]['layer']}:{picked[0]['index']} = {picked[0]['value']:.4g}"
                     if picked else "none"))
 
@@ -484,15 +492,15 @@ def run_demo(out_dir: str | Path = "out", *, weights: str = "auto", image=None,
                 "summary": summary, "trace": t, "stored": stored}
 
 
-def _pool_neuron(g, t, neuron: str) -> str | None:
-    """A max-pooling neuron to show the pooling_choices query on: ``neuron`` itself when it
-    is one (the cone's apex), else the one of the last max-pooling layer that contributes
-    most to the trace's target."""
-    layer = neuron.rsplit(":", 1)[0]
-    if g.entry(layer).op.op == "max":
-        return neuron
+def _pool_neuron(db, g, model: str, trace_name: str) -> tuple[str, int] | None:
+    """The max-pooling neuron that contributes most to the stored trace's target, in the
+    deepest max-pooling layer the trace holds (named query ``top_contributors``)."""
+    from .neo4j.queries import run_query
+
     pools = [e.name for e in g.entries if e.op is not None and e.op.op == "max"]
-    if not pools:
-        return None
-    c = t.layer(pools[-1], "contribution").reshape(-1)
-    return f"{pools[-1]}:{int(np.argmax(c))}"
+    for layer in reversed(pools):
+        rows = run_query(db, "top_contributors", {"model": model, "trace": trace_name,
+                                                  "layer": layer, "k": 1}).records()
+        if rows:
+            return layer, int(rows[0]["index"])
+    return None
