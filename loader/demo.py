@@ -481,7 +481,8 @@ def run_demo(out_dir: str | Path = "out", *, weights: str = "auto", image=None,
         echo("7/7 analysis report")
         report = analyze(net.name, out / "report", neuron=neuron, trace=t, driver=db)
         echo(f"    {report}")
-        http = settings.neo4j_uri.replace("bolt://", "http://").rsplit(":", 1)[0] + ":7474"
+        http = (settings.neo4j_uri.replace("bolt://", "http://").rsplit(":", 1)[0] + ":"
+                + os.environ.get("NEO4J_HTTP_PORT", "7474"))
         echo("")
         echo(f"Neo4j Browser: {http}/browser/  (user {settings.neo4j_user}; try "
              f"MATCH (n:Neuron {{model: '{net.name}', layer: '{layer}'}})<-[w:W]-(m) "
