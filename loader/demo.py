@@ -44,8 +44,9 @@ from .config import Settings
 from .errors import WeightgraphError, one_line
 from .keras.inputs import InputFileError, read_input
 
-__all__ = ["digits_model", "trained_digits", "DigitsSplit", "choose_network", "Network", "find_imagenet_weights",
-           "photograph", "imagenet_input", "top_classes", "run_demo", "WEIGHT_CHOICES"]
+__all__ = ["digits_model", "trained_digits", "DigitsSplit", "choose_network", "Network",
+           "find_imagenet_weights", "photograph", "imagenet_input", "top_classes", "run_demo",
+           "WEIGHT_CHOICES"]
 
 WEIGHT_CHOICES = ("auto", "imagenet", "trained", "none")
 
