@@ -166,6 +166,7 @@ def run(*args):
     return result.exit_code, result.output
 
 
+@pytest.mark.neo4j  # the demo connects before it reads anything
 @pytest.mark.parametrize("what, args, message", [
     ("forced imagenet, none cached", ["--weights", "imagenet", "--offline"],
      "--weights imagenet: no vgg16_weights_tf_dim_ordering_tf_kernels.h5 in "),
