@@ -179,6 +179,58 @@ def test_sampled_betweenness_is_reproducible_with_a_seed(db, loaded):
     assert a.as_dict() != exact.as_dict()
 
 
+def adjacency(G):
+    nodes = list(G)
+    return nodes, nx.to_scipy_sparse_array(G, nodelist=nodes, weight=None,
+                                           format="csr").astype(float)
+
+
+@pytest.mark.parametrize("undirected", [False, True])
+def test_eigenvector_follows_its_recurrence_and_networkx_on_the_undirected_view(db, loaded,
+                                                                                 undirected):
+    # GDS 2.13.9 sends a node's *unnormalised* value to its neighbours and normalises only the
+    # value it keeps: y_k = x_{k-1} + A^T y_{k-1}, x_k = y_k / |y_k|_2 (x_0 = y_0 = 1/N), one
+    # step less than maxIterations. So it is not quite the (A + I) power iteration of
+    # nx.eigenvector_centrality: on the (nearly bipartite) undirected layered graph it settles
+    # within ~1e-3 of NetworkX's vector and does not converge to 1e-4; on the DAG NetworkX
+    # does not converge at all. (y grows like lambda^k: past ~110 iterations it overflows.)
+    G = pull(loaded, driver=db)
+    H = G.to_undirected() if undirected else G
+    nodes, A = adjacency(H)
+    with gds.project(loaded, undirected=undirected, driver=db) as g:
+        result = g.stream("eigenvector", {"maxIterations": 40, "tolerance": 1e-300})
+    x = y = np.full(len(nodes), 1 / len(nodes))
+    x = x / np.linalg.norm(x)
+    for _ in range(39):
+        y = x + A.T @ y
+        x = y / np.linalg.norm(y)
+    assert_close(result, dict(zip(nodes, x)), tol=1e-9)
+    if undirected:
+        expected = nx.eigenvector_centrality(H, max_iter=1000, tol=1e-12)
+        assert_close(result, expected, tol=2e-3)
+
+
+def test_hits_is_the_principal_singular_pair(db, loaded):
+    # The GDS manual's HITS: auth = A^T hub, hub = A auth, each scaled to unit L2 norm, for
+    # hitsIterations rounds; converged, they are the principal right and left singular vectors
+    # of A (numpy's SVD here: nx.hits answers with a mixed-sign vector on this graph).
+    G = pull(loaded, driver=db)
+    nodes, A = adjacency(G)
+    result = gds.run("hits", loaded, config={"hitsIterations": 30}, driver=db)
+    hub = np.ones(len(nodes))
+    for _ in range(30):
+        auth = A.T @ hub
+        auth /= np.linalg.norm(auth)
+        hub = A @ auth
+        hub /= np.linalg.norm(hub)
+    assert_close(result, dict(zip(nodes, auth)), column="auth", tol=1e-9)
+    assert_close(result, dict(zip(nodes, hub)), column="hub", tol=1e-9)
+    converged = gds.run("hits", loaded, config={"hitsIterations": 300}, driver=db)
+    u, _, vt = np.linalg.svd(A.toarray())
+    assert_close(converged, dict(zip(nodes, np.abs(vt[0]))), column="auth")
+    assert_close(converged, dict(zip(nodes, np.abs(u[:, 0]))), column="hub")
+
+
 def test_top_k_is_the_k_highest_scores(db, loaded):
     full = gds.run("pagerank", loaded, weight="abs", driver=db)
     top = gds.run("pagerank", loaded, weight="abs", top=5, driver=db)
