@@ -9,6 +9,7 @@ anything is built, and nothing is written unless a property is asked for.
 
 from __future__ import annotations
 
+import json
 import os
 
 import networkx as nx
@@ -319,3 +320,50 @@ def test_gds_is_read_only_unless_a_property_is_written(db, loaded):
         db.write("MATCH (n:Neuron {model: $m}) REMOVE n.gds_pagerank", m=loaded)
     with pytest.raises(SelectionError, match="contract"):
         gds.run("pagerank", loaded, write_property="bias", driver=db)
+
+
+# ---------------------------------------------------------------------------- the command
+def test_cli_lists_runs_and_refuses_in_one_line(db, loaded):
+    from loader.cli import main
+
+    runner = CliRunner()
+    listed = runner.invoke(main, ["gds", "--list"])
+    assert listed.exit_code == 0 and all(name in listed.output for name in gds.ALGORITHMS)
+    help_text = runner.invoke(main, ["gds", "--help"]).output
+    assert "Example:" in help_text and "weightgraph gds pagerank" in help_text
+    before = node_properties(db, loaded)
+    out = runner.invoke(main, ["gds", "pagerank", "--model", loaded, "--weight", "abs",
+                               "--top", "3", "--format", "json"])
+    assert out.exit_code == 0, out.output
+    rows = json.loads(out.stdout)
+    top = gds.run("pagerank", loaded, weight="abs", top=3, driver=db)
+    assert [r["id"] for r in rows] == top.columns["id"].tolist()
+    assert node_properties(db, loaded) == before
+    for args, message in (
+            (["pagerank", "--model", loaded, "--weight", "weight"], "--weight abs"),
+            (["pagerank", "--model", loaded, "--max-memory", "1K"], "needs up to"),
+            (["pagerank", "--model", "no_such_model"], "no model"),
+            (["nosuch", "--model", loaded], "unknown GDS algorithm"),
+            (["pagerank", "--model", loaded, "--write-property", "id"], "contract")):
+        bad = runner.invoke(main, ["gds", *args])
+        assert bad.exit_code == 1, (args, bad.output)
+        assert message in bad.output and bad.output.count("\n") == 1, bad.output
+    assert node_properties(db, loaded) == before
+    assert not [g for g in gds.projections(db) if g.startswith("wg-")]
+
+
+def test_cli_writes_a_property_only_when_asked(db, loaded):
+    from loader.cli import main
+
+    out = CliRunner().invoke(main, ["gds", "wcc", "--model", loaded, "--layers", "pool:pool",
+                                    "--write-property", "gds_component"])
+    try:
+        assert out.exit_code == 0, out.output
+        values = {r["id"]: r["c"] for r in db.read(
+            "MATCH (n:Neuron {model: $m}) RETURN n.id AS id, n.gds_component AS c", m=loaded)}
+        G = pull(loaded, layers="pool:pool", driver=db)
+        assert {k for k, v in values.items() if v is not None} == set(G)
+        written = partition([k for k in G], [values[k] for k in G])
+        assert written == {frozenset(c) for c in nx.weakly_connected_components(G)}
+    finally:
+        db.write("MATCH (n:Neuron {model: $m}) REMOVE n.gds_component", m=loaded)

@@ -460,7 +460,7 @@ class Projection:
         algo, cfg = self._prepare(name, config)
         _check_property(property)
         if algo.name == "hits":
-            cfg.update(writeProperty=property, authProperty="_auth", hubProperty="_hub")
+            cfg.update(writeProperty="", authProperty=f"{property}_auth", hubProperty=f"{property}_hub")
         else:
             cfg["writeProperty"] = property
         start = time.perf_counter()
@@ -547,8 +547,9 @@ def project(model: str, *, layers: str | None = None, cone: str | None = None,
             raise TooLargeError(
                 f"projecting {what} ({plan.n_nodes:,} neurons, {plan.n_edges:,} relationships"
                 f", weight {weight}){algos} needs up to {human(need)} of Neo4j heap; "
-                f"{'the limit is' if max_memory is not None else 'the server has'} "
-                f"{human(limit)} available (heap max {human(heap['max'])}): raise "
+                + (f"the limit is {human(limit)}" if max_memory is not None else
+                   f"the server has {human(limit)} available")
+                + f" (heap max {human(heap['max'])}): raise "
                 "server.memory.heap.max_size (NEO4J_HEAP_SIZE) or select less (--layers, --cone)")
         statement, extra = _projection_statement(plan, weight)
         graph_name = f"wg-{secrets.token_hex(6)}-{model}"[:120]
