@@ -367,3 +367,43 @@ def test_cli_writes_a_property_only_when_asked(db, loaded):
         assert written == {frozenset(c) for c in nx.weakly_connected_components(G)}
     finally:
         db.write("MATCH (n:Neuron {model: $m}) REMOVE n.gds_component", m=loaded)
+
+
+# ---------------------------------------------------------------------------- analyze
+def test_analyze_whole_model_sections_equal_networkx(db, loaded, tmp_path):
+    from loader.analysis import analyze
+    from loader.analysis.gds import whole_model
+
+    G = pull(loaded, driver=db)
+    s = whole_model(db, loaded)
+    assert (s.nodes, s.relationships) == (G.number_of_nodes(), G.number_of_edges())
+    pagerank = gds_pagerank_oracle(weighted(G, "abs"))
+    by_layer: dict = {}
+    for n, d in G.nodes(data=True):
+        by_layer.setdefault(d["layer"], []).append(n)
+    assert [r["layer"] for r in s.layers] == sorted(by_layer, key=lambda k: G.nodes[
+        by_layer[k][0]]["layer_index"])
+    for r in s.layers:
+        nodes = by_layer[r["layer"]]
+        assert r["neurons"] == len(nodes)
+        assert abs(r["pagerank_mean"] - np.mean([pagerank[n] for n in nodes])) <= 1e-4
+        assert abs(r["pagerank_max"] - max(pagerank[n] for n in nodes)) <= 1e-4
+        assert r["in_degree_mean"] == pytest.approx(np.mean([G.in_degree(n) for n in nodes]))
+        assert r["in_degree_max"] == max(G.in_degree(n) for n in nodes)
+        assert r["out_degree_mean"] == pytest.approx(np.mean([G.out_degree(n) for n in nodes]))
+        assert 1 <= r["communities"] <= s.communities
+    assert s.components == nx.number_weakly_connected_components(G)
+    assert [r["id"] for r in s.top] == sorted(pagerank, key=lambda n: (-pagerank[n], n))[:10]
+    assert s.modularity > 0.3
+    assert not [g for g in gds.projections(db) if g.startswith("wg-")]
+
+    path = analyze(loaded, tmp_path, neuron="dense:1", metrics=(), driver=db)
+    text = path.read_text()
+    assert "Whole model, inside Neo4j (Graph Data Science)" in text
+    assert (tmp_path / "gds_layers.png").read_bytes().startswith(b"\x89PNG")
+    # Above the memory limit the section says why, and the rest of the report is written.
+    small = analyze(loaded, tmp_path / "small", neuron="dense:1", metrics=(), driver=db,
+                    gds_max_memory=1000).read_text()
+    assert "Not computed: projecting" in small and "Receptive field" in small
+    assert "Graph Data Science" not in analyze(loaded, tmp_path / "no", neuron="dense:1",
+                                               metrics=(), driver=db, gds=False).read_text()

@@ -24,7 +24,8 @@ undirected=False, algorithms=(), config=None, max_memory=None, driver=None, data
 ``run(algorithm, model, *, ..., config=None, top=None, write_property=None)``. Algorithms:
 :data:`ALGORITHMS` (``pagerank articlerank degree betweenness eigenvector wcc louvain leiden
 hits``); ``config`` is the GDS configuration map, passed as a parameter (``dampingFactor``,
-``maxIterations``, ``tolerance``, ``samplingSize``, ``samplingSeed``, ``orientation``, ...).
+``maxIterations``, ``tolerance``, ``samplingSize``, ``samplingSeed``, ``orientation``, ...;
+``relationshipWeightProperty: None`` runs unweighted on a weighted projection).
 
 What it does
 ------------
@@ -206,7 +207,7 @@ class GdsResult:
 def server_memory(db: Database) -> dict[str, int]:
     """The server's heap as GDS sees it: ``available`` (what a projection may still take:
     GDS's own guard compares with it), ``max``, ``free`` (bytes)."""
-    rows = {r["key"]: r["value"] for r in db.read(
+    rows = {r["key"]: r["value"] for r in _call(db.read,
         "CALL gds.debug.sysInfo() YIELD key, value "
         "WHERE key IN ['availableHeapInBytes', 'heapMaxInBytes', 'heapFreeInBytes'] "
         "RETURN key, value")}
@@ -234,8 +235,8 @@ def estimate_memory(db: Database, nodes: int, relationships: int, *, weight: str
     # every relationship twice (the orientation alone does not change the estimate).
     counts = {"nodeCount": int(nodes),
               "relationshipCount": int(relationships) * (2 if undirected else 1)}
-    best = db.read_one("CALL gds.graph.project.estimate('*', $rel, $counts) YIELD bytesMax "
-                       "RETURN bytesMax", rel=rel, counts=counts)["bytesMax"]
+    best = _call(db.read_one, "CALL gds.graph.project.estimate('*', $rel, $counts) "
+                 "YIELD bytesMax RETURN bytesMax", rel=rel, counts=counts)["bytesMax"]
     for name in algorithms:
         algo = algorithm(name)
         cfg = _algorithm_config(algo, weighted, config)
@@ -254,7 +255,8 @@ def _algorithm_config(algo: Algorithm, weighted: bool, config: dict | None) -> d
         cfg.setdefault("concurrency", 1)
     if weighted and algo.weighted:
         cfg.setdefault("relationshipWeightProperty", "weight")
-    return cfg
+    # relationshipWeightProperty=None: unweighted on a weighted projection (degree counts).
+    return {k: v for k, v in cfg.items() if v is not None}
 
 
 def _call(method, statement: str, **params):
