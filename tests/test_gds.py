@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import networkx as nx
 import numpy as np
@@ -276,6 +280,38 @@ def test_projection_is_dropped_after_an_error_and_after_ctrl_c(db, loaded):
             assert g.name in gds.projections(db)
             raise KeyboardInterrupt
     assert g.name not in gds.projections(db)
+
+
+def test_ctrl_c_during_the_projection_terminates_it_and_leaves_nothing(db, loaded):
+    # A projection slow enough to be caught running: every edge 4,000 times.
+    slow = ("MATCH (s:Neuron {model: $model})-[w:W]->(t:Neuron {model: $model}) "
+            "UNWIND range(1, 4000) AS k RETURN s.id AS src, t.id AS dst, w.weight AS weight")
+    running = ("SHOW TRANSACTIONS YIELD transactionId, metaData "
+               "WHERE metaData.weightgraph_projection STARTS WITH 'wg-' RETURN transactionId")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-m", "loader.cli", "gds", "wcc", "--model",
+                             loaded, "--cypher", slow], cwd=root, stderr=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not _show(db, running):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and err == "interrupted\n", err
+    time.sleep(1)
+    assert not _show(db, running)
+    assert not [g for g in gds.projections(db) if g.startswith("wg-")]
+
+
+def _show(db, statement):
+    # SHOW TRANSACTIONS runs in an auto-commit transaction only.
+    with db.session() as s:
+        return list(s.run(statement))
 
 
 def test_too_large_a_projection_is_refused_before_anything_is_built(db, loaded):

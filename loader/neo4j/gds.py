@@ -560,13 +560,8 @@ def project(model: str, *, layers: str | None = None, cone: str | None = None,
         cfg = {"undirectedRelationshipTypes": ["*"]} if undirected else {}
         try:
             start = time.perf_counter()
-            with db.session(read=True) as s:
-                try:
-                    rec = s.run(statement, {"model": model, "wg_graph": graph_name,
-                                            "wg_config": cfg, **extra}).single()
-                except neo4j.exceptions.ClientError as exc:
-                    raise GdsError(f"Graph Data Science: projecting {what}: "
-                                   f"{_reason(exc)}") from None
+            rec = _run_projection(db, statement, {"model": model, "wg_graph": graph_name,
+                                                  "wg_config": cfg, **extra}, graph_name, what)
             proj.project_seconds = time.perf_counter() - start
             if rec is None or rec["nodes"] is None:
                 raise SelectionError(f"{what} holds no neurons")
@@ -574,6 +569,45 @@ def project(model: str, *, layers: str | None = None, cone: str | None = None,
             yield proj
         finally:
             _drop(db, graph_name)
+
+
+def _run_projection(db: Database, statement: str, params: dict, graph_name: str,
+                    what: str) -> neo4j.Record | None:
+    """Run the projection statement, tagged with its graph name in the transaction's metadata.
+
+    Interrupted (Ctrl-C, any exception while it runs), the server-side transaction is
+    terminated from another session: otherwise closing the session waits for the query to
+    finish (the driver consumes the rest of the result), and the graph would appear in the
+    catalog after the ``finally`` that drops it.
+    """
+    session = db.session(read=True)
+    result = None
+    try:
+        query = neo4j.Query(statement, metadata={"weightgraph_projection": graph_name})
+        result = session.run(query, params)
+        return result.single()
+    except neo4j.exceptions.ClientError as exc:
+        raise GdsError(f"Graph Data Science: projecting {what}: {_reason(exc)}") from None
+    except BaseException:
+        _terminate(db, graph_name)
+        if result is not None:
+            # The server's "terminated" answer, read here so the session closes quietly.
+            with contextlib.suppress(Exception):
+                result.consume()
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            session.close()
+
+
+def _terminate(db: Database, graph_name: str) -> None:
+    """Terminate the running projection of ``graph_name`` (found by its metadata)."""
+    with contextlib.suppress(Exception), db.session() as s:
+        ids = [r["transactionId"] for r in s.run(
+            "SHOW TRANSACTIONS YIELD transactionId, metaData "
+            "WHERE metaData.weightgraph_projection = $g RETURN transactionId", g=graph_name)]
+        if ids:
+            s.run("TERMINATE TRANSACTIONS $ids", ids=ids).consume()
 
 
 def _drop(db: Database, graph_name: str) -> None:
