@@ -45,15 +45,20 @@ What it does
 * Read-only: projecting, streaming and stats run in READ sessions; only :meth:`Projection.write`
   (``--write-property``) writes, a property on the projected neurons.
 
-Why hand-written ``CALL`` statements and not the official ``graphdatascience`` client: the
-client (2.2 supports GDS >= 2.13 and driver 6, so it would run here) returns frames keyed by
-GDS's internal node ids and streams every row to the client; here results are keyed by neuron
-id, and ``top`` and per-layer summaries are computed in the same statement by the server
-(``gds.util.asNode``, ``ORDER BY ... LIMIT``, aggregation), which matters for a 15M-neuron
-model. It also opens its own sessions through its own query runner, where every statement of
-weightgraph goes through :class:`~loader.neo4j.db.Database` (database choice, access mode);
-and it brings pandas, requests, tenacity, textdistance and multimethod for a dozen procedure
-calls. Projection cleanup is the ten lines of :func:`project`.
+Why hand-written ``CALL`` statements and not the official ``graphdatascience`` client: it was
+tried against this server (client 2.2, whose floor is GDS 2.13, with driver 6): it connects
+without a version warning, ``gds.graph.project.cypher(query, **params)`` projects, ``with G:``
+drops, and ``gds.page_rank.stream(G, ...)`` returns a DataFrame, but keyed by GDS's internal
+node ids (269 and 270 for neurons 263 and 264 of a test model), with every row streamed to the
+client. Here results are keyed by neuron id, and ``top`` and per-layer summaries are computed
+in the same statement by the server (``gds.util.asNode``, ``ORDER BY ... LIMIT``,
+aggregation), which matters for a 15M-neuron model. The client also opens its own sessions
+through its own query runner (and retries a projection statement on transient errors), where
+every statement of weightgraph goes through :class:`~loader.neo4j.db.Database` (database
+choice, access mode, the Ctrl-C termination below); its API changed names between 1.x and 2.x
+(``pageRank`` -> ``page_rank``, ``graph.cypher.project`` -> ``graph.project.cypher``); and it
+brings pandas, requests, tenacity, textdistance and multimethod for a dozen procedure calls.
+Projection cleanup is the few lines of :func:`project`.
 
 GDS semantics worth knowing (tests/test_gds.py checks each against NetworkX or the formula):
 
@@ -66,12 +71,21 @@ GDS semantics worth knowing (tests/test_gds.py checks each against NetworkX or t
 * Degree, weighted, sums only the positive weights: signed weights are refused.
 * Sampled betweenness (``samplingSize``, ``samplingSeed``) runs on one thread unless told
   otherwise: with several, one seed gave different scores here.
+* Eigenvector sends a node's *unnormalised* value to its neighbours: ``y_k = x_{k-1} + A^T
+  y_{k-1}``, ``x_k = y_k / |y_k|``; not quite NetworkX's ``(A + I)`` power iteration (within
+  ~1e-3 of it on the undirected view of a layered graph), and ``y`` overflows past ~110
+  iterations on a graph whose largest eigenvalue is ~20.
+* HITS: ``auth = A^T hub``, ``hub = A auth``, each L2-normalised, ``hitsIterations`` rounds
+  (the principal singular pair when converged); unweighted.
+
+Memory on the client: :meth:`Projection.stream` without ``top`` holds one row per neuron
+(numpy, ~16 bytes each); ``top``, :meth:`Projection.stats` and
+:meth:`Projection.layer_summary` bring back a bounded number of rows whatever the model.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import secrets
 import time
@@ -86,8 +100,9 @@ from ..terminal import human
 from .db import Database, using
 from .pull import PullPlan, plan_pull
 
-__all__ = ["ALGORITHMS", "Algorithm", "GdsError", "GdsResult", "Projection", "estimate_memory",
-           "list_algorithms", "project", "run", "server_memory"]
+__all__ = ["ALGORITHMS", "Algorithm", "GdsError", "GdsResult", "Projection", "algorithm",
+           "estimate_memory", "list_algorithms", "project", "projections", "run",
+           "server_memory"]
 
 WEIGHTS = ("none", "weight", "abs")
 # Neuron properties of the contract (docs/CONTRACT.md); --write-property may not replace them.
