@@ -111,7 +111,8 @@ def gds_command(algorithm, model, layer_range, cone, cypher, weight, config, top
         result = gds.run(algo.name, model, layers=layer_range, cone=cone, cypher=cypher,
                          weight=weight, config=cfg, top=limit, write_property=write_property,
                          max_memory=parse_size(max_memory), driver=db,
-                         allow_incomplete=allow_incomplete)
+                         allow_incomplete=allow_incomplete, progress=True,
+                         notify=lambda line: click.echo(line, err=True))
     click.echo(f"{algo.name} on {result.selection} of {model!r}: {result.nodes:,} neurons, "
                f"{result.relationships:,} relationships, weight {weight}; estimate "
                f"{human(result.estimate_bytes)}, projected in {seconds(result.project_seconds)}, "

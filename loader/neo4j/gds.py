@@ -96,7 +96,7 @@ import neo4j
 import numpy as np
 
 from ..errors import SelectionError, TooLargeError, WeightgraphError, one_line
-from ..terminal import human
+from ..terminal import human, progress as progress_bar
 from .db import Database, using
 from .pull import PullPlan, plan_pull
 
@@ -382,14 +382,15 @@ class Projection:
                          project_seconds=self.project_seconds, compute_seconds=seconds, **extra)
 
     # ------------------------------------------------------------------ modes
-    def stream(self, name: str, config: dict | None = None, *, top: int | None = None
-               ) -> GdsResult:
+    def stream(self, name: str, config: dict | None = None, *, top: int | None = None,
+               progress: bool = False) -> GdsResult:
         """Run an algorithm and bring its values back keyed by neuron id.
 
         ``top=K`` keeps the K neurons of highest value (the first column: ``score``, ``auth``)
         for a centrality, or the K largest communities (columns ``community``, ``size``) for a
         community algorithm, sorted by the server. Without ``top`` every projected neuron
-        comes back, in pages of :data:`STREAM_FETCH` rows.
+        comes back, in pages of :data:`STREAM_FETCH` rows (``progress``: a bar over them, on a
+        terminal).
         """
         algo, cfg = self._prepare(name, config)
         yields = ", ".join(sorted({c.split(".")[0] for c, _ in algo.columns}))
@@ -406,15 +407,18 @@ class Projection:
                 statement += f" ORDER BY {algo.value} DESC, id LIMIT $top"
             key, names = "id", ["id"] + [n for _, n in algo.columns]
         start = time.perf_counter()
-        columns = self._stream_columns(statement, names, config=cfg,
-                                       top=None if top is None else int(top))
+        total = self.nodes if top is None else int(top)
+        with progress_bar(total, f"{algo.name} rows", enabled=progress, unit="row") as bar:
+            columns = self._stream_columns(statement, names, bar, config=cfg,
+                                           top=None if top is None else int(top))
         return self._result(algo, key, columns, time.perf_counter() - start)
 
-    def _stream_columns(self, statement: str, names: list[str], **params) -> dict:
+    def _stream_columns(self, statement: str, names: list[str], bar, **params) -> dict:
         chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
         buffer: dict[str, list] = {n: [] for n in names}
 
         def flush():
+            bar.update(len(buffer[names[0]]))
             for n in names:
                 chunks[n].append(np.asarray(buffer[n]))
                 buffer[n] = []
@@ -515,7 +519,7 @@ def project(model: str, *, layers: str | None = None, cone: str | None = None,
             undirected: bool = False, algorithms: tuple[str, ...] | list[str] = (),
             config: dict | None = None, max_memory: int | None = None,
             driver: Database | neo4j.Driver | None = None, database: str | None = None,
-            allow_incomplete: bool = False) -> Iterator[Projection]:
+            allow_incomplete: bool = False, notify=None) -> Iterator[Projection]:
     """Project a loaded model (or a selection of it) into the GDS catalog for the ``with``
     block, then drop it, whatever happens inside (an error, Ctrl-C).
 
@@ -535,6 +539,8 @@ def project(model: str, *, layers: str | None = None, cone: str | None = None,
         The algorithms' configuration, for their estimates.
     max_memory : int, optional
         Refuse above this many bytes instead of the server's available heap.
+    notify : callable, optional
+        Called with one line (sizes and estimate) before the projection is built.
 
     Raises
     ------
@@ -568,6 +574,10 @@ def project(model: str, *, layers: str | None = None, cone: str | None = None,
                    f"the server has {human(limit)} available")
                 + f" (heap max {human(heap['max'])}): raise "
                 "server.memory.heap.max_size (NEO4J_HEAP_SIZE) or select less (--layers, --cone)")
+        if notify is not None:
+            notify(f"projecting {what}: {plan.n_nodes:,} neurons, {plan.n_edges:,} "
+                   f"relationships{' (both directions)' if undirected else ''}, estimate "
+                   f"{human(need)} of {human(limit)}")
         statement, extra = _projection_statement(plan, weight)
         graph_name = f"wg-{secrets.token_hex(6)}-{model}"[:120]
         proj = Projection(db, graph_name, plan, weight, undirected)
@@ -642,7 +652,8 @@ def run(algorithm_name: str, model: str, *, layers: str | None = None, cone: str
         cypher: str | None = None, params: dict | None = None, weight: str = "none",
         config: dict | None = None, top: int | None = None, write_property: str | None = None,
         max_memory: int | None = None, driver: Database | neo4j.Driver | None = None,
-        database: str | None = None, allow_incomplete: bool = False) -> GdsResult:
+        database: str | None = None, allow_incomplete: bool = False, notify=None,
+        progress: bool = False) -> GdsResult:
     """Project, run one algorithm and drop: the values keyed by neuron id (``stream``), or
     written as neuron property ``write_property``.
 
@@ -653,10 +664,12 @@ def run(algorithm_name: str, model: str, *, layers: str | None = None, cone: str
     {'id': 318951, 'score': 3.21}
     """
     algo = algorithm(algorithm_name)
+    if write_property is not None:
+        _check_property(write_property)   # before anything is projected
     with project(model, layers=layers, cone=cone, cypher=cypher, params=params, weight=weight,
                  undirected=algo.undirected, algorithms=(algo.name,), config=config,
                  max_memory=max_memory, driver=driver, database=database,
-                 allow_incomplete=allow_incomplete) as g:
+                 allow_incomplete=allow_incomplete, notify=notify) as g:
         if write_property is not None:
             return g.write(algo.name, write_property, config)
-        return g.stream(algo.name, config, top=top)
+        return g.stream(algo.name, config, top=top, progress=progress)
