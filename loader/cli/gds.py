@@ -54,6 +54,8 @@ def parse_size(value: str | None) -> int | None:
 @click.option("--cypher", metavar="FILE_OR_TEXT",
               help="a .cypher file (or statement) returning src, dst, weight per edge; $model "
                    "is the model name")
+@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
+              help="parameter of the --cypher statement; repeatable")
 @click.option("--weight", type=click.Choice(["none", "weight", "abs"]), default="none",
               show_default=True, help="relationship weights: none, the signed weight, or "
                                       "|weight|")
@@ -73,7 +75,7 @@ def parse_size(value: str | None) -> int | None:
 @click.option("--allow-incomplete", is_flag=True,
               help="read a model whose state is not complete instead of refusing it")
 @click.option("--list", "list_", is_flag=True, help="list the algorithms")
-def gds_command(algorithm, model, layer_range, cone, cypher, weight, config, top, fmt,
+def gds_command(algorithm, model, layer_range, cone, cypher, params, weight, config, top, fmt,
                 write_property, max_memory, allow_incomplete, list_):
     """Run a Graph Data Science algorithm inside Neo4j on a loaded model (or a selection).
 
@@ -102,6 +104,12 @@ def gds_command(algorithm, model, layer_range, cone, cypher, weight, config, top
         raise click.UsageError("name an algorithm (see `weightgraph gds --list`)")
     if not model:
         raise click.UsageError("--model NAME is required (a model loaded in Neo4j)")
+    if sum(x is not None for x in (layer_range, cone, cypher)) > 1:
+        raise click.UsageError("choose one of --layers, --cone or --cypher")
+    if params and cypher is None:
+        raise click.UsageError("--param only applies to --cypher")
+    from ..neo4j.queries import parse_params
+
     algo = gds.algorithm(algorithm)
     cfg = parse_config(config)
     limit = top if top is not None or fmt != "table" or write_property else TABLE_ROWS
@@ -109,7 +117,7 @@ def gds_command(algorithm, model, layer_range, cone, cypher, weight, config, top
 
     with Database.connect() as db:
         result = gds.run(algo.name, model, layers=layer_range, cone=cone, cypher=cypher,
-                         weight=weight, config=cfg, top=limit, write_property=write_property,
+                         params=parse_params(params), weight=weight, config=cfg, top=limit, write_property=write_property,
                          max_memory=parse_size(max_memory), driver=db,
                          allow_incomplete=allow_incomplete, progress=True,
                          notify=lambda line: click.echo(line, err=True))
