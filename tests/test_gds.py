@@ -442,5 +442,3 @@ def test_analyze_whole_model_sections_equal_networkx(db, loaded, tmp_path):
     small = analyze(loaded, tmp_path / "small", neuron="dense:1", metrics=(), driver=db,
                     gds_max_memory=1000).read_text()
     assert "Not computed: projecting" in small and "Receptive field" in small
-    assert "Graph Data Science" not in analyze(loaded, tmp_path / "no", neuron="dense:1",
-                                               metrics=(), driver=db, gds=False).read_text()
