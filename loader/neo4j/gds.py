@@ -423,15 +423,13 @@ class Projection:
                 chunks[n].append(np.asarray(buffer[n]))
                 buffer[n] = []
 
-        try:
-            with self.db.session(read=True, fetch_size=STREAM_FETCH) as s:
-                for rec in s.run(statement, {"graph": self.name, **params}):
-                    for n in names:
-                        buffer[n].append(rec[n])
-                    if len(buffer[names[0]]) >= STREAM_FETCH:
-                        flush()
-        except neo4j.exceptions.ClientError as exc:
-            raise GdsError(f"Graph Data Science: {_reason(exc)}") from None
+        with _statement(self.db, self.name, statement, {"graph": self.name, **params},
+                        fetch_size=STREAM_FETCH) as result:
+            for rec in result:
+                for n in names:
+                    buffer[n].append(rec[n])
+                if len(buffer[names[0]]) >= STREAM_FETCH:
+                    flush()
         flush()
         out = {}
         for n in names:
@@ -444,12 +442,9 @@ class Projection:
         ``ranIterations``, ``centralityDistribution``, ``computeMillis``...) without a row per
         neuron."""
         algo, cfg = self._prepare(name, config)
-        with self.db.session(read=True) as s:
-            try:
-                rec = s.run(f"CALL {algo.procedure}.stats($graph, $config)",
-                            graph=self.name, config=cfg).single()
-            except neo4j.exceptions.ClientError as exc:
-                raise GdsError(f"Graph Data Science: {_reason(exc)}") from None
+        with _statement(self.db, self.name, f"CALL {algo.procedure}.stats($graph, $config)",
+                        {"graph": self.name, "config": cfg}) as result:
+            rec = result.single()
         return {k: v for k, v in dict(rec).items() if k != "configuration"}
 
     def layer_summary(self, name: str, config: dict | None = None) -> list[dict[str, Any]]:
@@ -468,11 +463,9 @@ class Projection:
                      f"WITH gds.util.asNode(nodeId) AS n, {yields}\n"
                      f"RETURN n.layer_index AS layer_index, n.layer AS layer, "
                      f"count(*) AS neurons, {agg} ORDER BY layer_index")
-        with self.db.session(read=True) as s:
-            try:
-                return [dict(r) for r in s.run(statement, graph=self.name, config=cfg)]
-            except neo4j.exceptions.ClientError as exc:
-                raise GdsError(f"Graph Data Science: {_reason(exc)}") from None
+        with _statement(self.db, self.name, statement,
+                        {"graph": self.name, "config": cfg}) as result:
+            return [dict(r) for r in result]
 
     def write(self, name: str, property: str, config: dict | None = None) -> GdsResult:
         """Write the algorithm's value to every projected neuron as property ``property``
@@ -481,17 +474,16 @@ class Projection:
         algo, cfg = self._prepare(name, config)
         _check_property(property)
         if algo.name == "hits":
-            cfg.update(writeProperty="", authProperty=f"{property}_auth", hubProperty=f"{property}_hub")
+            # GDS names HITS's properties authProperty + writeProperty.
+            cfg.update(writeProperty="", authProperty=f"{property}_auth",
+                       hubProperty=f"{property}_hub")
         else:
             cfg["writeProperty"] = property
         start = time.perf_counter()
-        with self.db.session() as s:
-            try:
-                rec = s.run(f"CALL {algo.procedure}.write($graph, $config) "
-                            "YIELD nodePropertiesWritten RETURN nodePropertiesWritten",
-                            graph=self.name, config=cfg).single()
-            except neo4j.exceptions.ClientError as exc:
-                raise GdsError(f"Graph Data Science: {_reason(exc)}") from None
+        with _statement(self.db, self.name, f"CALL {algo.procedure}.write($graph, $config) "
+                        "YIELD nodePropertiesWritten RETURN nodePropertiesWritten",
+                        {"graph": self.name, "config": cfg}, read=False) as result:
+            rec = result.single()
         return self._result(algo, "id", {}, time.perf_counter() - start,
                             written=int(rec["nodePropertiesWritten"]))
 
@@ -585,8 +577,10 @@ def project(model: str, *, layers: str | None = None, cone: str | None = None,
         cfg = {"undirectedRelationshipTypes": ["*"]} if undirected else {}
         try:
             start = time.perf_counter()
-            rec = _run_projection(db, statement, {"model": model, "wg_graph": graph_name,
-                                                  "wg_config": cfg, **extra}, graph_name, what)
+            params = {"model": model, "wg_graph": graph_name, "wg_config": cfg, **extra}
+            with _statement(db, graph_name, statement, params,
+                            what=f"projecting {what}: ") as result:
+                rec = result.single()
             proj.project_seconds = time.perf_counter() - start
             if rec is None or rec["nodes"] is None:
                 raise SelectionError(f"{what} holds no neurons")
@@ -596,23 +590,27 @@ def project(model: str, *, layers: str | None = None, cone: str | None = None,
             _drop(db, graph_name)
 
 
-def _run_projection(db: Database, statement: str, params: dict, graph_name: str,
-                    what: str) -> neo4j.Record | None:
-    """Run the projection statement, tagged with its graph name in the transaction's metadata.
+@contextlib.contextmanager
+def _statement(db: Database, graph_name: str, statement: str, params: dict, *,
+               read: bool = True, fetch_size: int | None = None,
+               what: str = "") -> Iterator[neo4j.Result]:
+    """Run a statement on projection ``graph_name``, tagged with that name in the
+    transaction's metadata, and yield its result.
 
-    Interrupted (Ctrl-C, any exception while it runs), the server-side transaction is
-    terminated from another session: otherwise closing the session waits for the query to
-    finish (the driver consumes the rest of the result), and the graph would appear in the
-    catalog after the ``finally`` that drops it.
+    Interrupted (Ctrl-C, any exception while it runs or while its rows are read), the
+    server-side transaction is terminated from another session: otherwise closing the session
+    waits for the query to finish (the driver reads the rest of the result), so a Ctrl-C
+    would wait for the algorithm, and a projection would appear in the catalog after the
+    ``finally`` that drops it. A server refusal is a one-line :class:`GdsError`.
     """
-    session = db.session(read=True)
+    session = db.session(read=read, fetch_size=fetch_size)
     result = None
     try:
         query = neo4j.Query(statement, metadata={"weightgraph_projection": graph_name})
         result = session.run(query, params)
-        return result.single()
+        yield result
     except neo4j.exceptions.ClientError as exc:
-        raise GdsError(f"Graph Data Science: projecting {what}: {_reason(exc)}") from None
+        raise GdsError(f"Graph Data Science: {what}{_reason(exc)}") from None
     except BaseException:
         _terminate(db, graph_name)
         if result is not None:
@@ -626,7 +624,7 @@ def _run_projection(db: Database, statement: str, params: dict, graph_name: str,
 
 
 def _terminate(db: Database, graph_name: str) -> None:
-    """Terminate the running projection of ``graph_name`` (found by its metadata)."""
+    """Terminate the running statements on ``graph_name`` (found by their metadata)."""
     with contextlib.suppress(Exception), db.session() as s:
         ids = [r["transactionId"] for r in s.run(
             "SHOW TRANSACTIONS YIELD transactionId, metaData "
