@@ -14,7 +14,7 @@ import json
 
 import click
 
-from .options import parse_shape
+from .options import loaded_selection_options, parse_shape
 
 from ..errors import WeightgraphError
 from ..neo4j.db import Database
@@ -111,14 +111,7 @@ def query(name_or_file, model, params, fmt, list_, timeout, allow_incomplete, st
 # ---------------------------------------------------------------------------- pull
 @click.command()
 @click.option("--name", "-n", help="model name in Neo4j (with --trace: the trace's model)")
-@click.option("--layers", "layer_range", metavar="FIRST:LAST",
-              help="inclusive layer range; the neurons feeding FIRST come along as sources")
-@click.option("--cone", metavar="LAYER:INDEX[:DEPTH]", help="everything upstream of one neuron")
-@click.option("--cypher", metavar="FILE_OR_TEXT",
-              help="a .cypher file (or statement) returning src, dst, weight per edge; $model "
-                   "is the model name")
-@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
-              help="parameter of the --cypher statement; repeatable")
+@loaded_selection_options
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="FILE.graphml or FILE.graphml.gz")
 @click.option("--max-edges", type=int, help="refuse selections with more edges (default: none)")

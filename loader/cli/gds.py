@@ -10,6 +10,7 @@ import click
 from ..errors import SelectionError
 from ..terminal import human, seconds
 from .analysis import format_rows
+from .options import loaded_selection_options
 
 __all__ = ["gds_command"]
 
@@ -48,14 +49,7 @@ def parse_size(value: str | None) -> int | None:
 @click.command("gds")
 @click.argument("algorithm", required=False)
 @click.option("--model", "-m", help="model name in Neo4j")
-@click.option("--layers", "layer_range", metavar="FIRST:LAST",
-              help="inclusive layer range; the neurons feeding FIRST come along as sources")
-@click.option("--cone", metavar="LAYER:INDEX[:DEPTH]", help="everything upstream of one neuron")
-@click.option("--cypher", metavar="FILE_OR_TEXT",
-              help="a .cypher file (or statement) returning src, dst, weight per edge; $model "
-                   "is the model name")
-@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
-              help="parameter of the --cypher statement; repeatable")
+@loaded_selection_options
 @click.option("--weight", type=click.Choice(["none", "weight", "abs"]), default="none",
               show_default=True, help="relationship weights: none, the signed weight, or "
                                       "|weight|")
