@@ -375,6 +375,13 @@ def test_cli_lists_runs_and_refuses_in_one_line(db, loaded):
     rows = json.loads(out.stdout)
     top = gds.run("pagerank", loaded, weight="abs", top=3, driver=db)
     assert [r["id"] for r in rows] == top.columns["id"].tolist()
+    everything = runner.invoke(main, ["gds", "wcc", "--model", loaded, "--cypher", POOL_EDGES,
+                                      "--format", "csv"])
+    lines = everything.stdout.splitlines()
+    assert lines[0] == "id,component" and len(lines) == 1 + 27 * 5   # 27 windows of 4 + 1
+    assert partition(*zip(*(map(int, line.split(",")) for line in lines[1:]))) == {
+        frozenset(c) for c in nx.weakly_connected_components(pull(loaded, cypher=POOL_EDGES,
+                                                                  driver=db))}
     assert node_properties(db, loaded) == before
     for args, message in (
             (["pagerank", "--model", loaded, "--weight", "weight"], "--weight abs"),

@@ -125,6 +125,30 @@ def gds_command(algorithm, model, layer_range, cone, cypher, params, weight, con
         click.echo(f"wrote {', '.join(names)} on the {result.nodes:,} projected neurons of "
                    f"{model!r} ({result.written:,} values)")
         return
-    names = list(result.columns)
-    rows = [tuple(r[n] for n in names) for r in result.rows()]
-    click.echo(format_rows(names, rows, fmt), nl=False)
+    if fmt == "table":
+        names = list(result.columns)
+        click.echo(format_rows(names, [tuple(r[n] for n in names) for r in result.rows()],
+                               fmt), nl=False)
+    else:
+        for text in iter_text(result.columns, fmt):
+            click.echo(text, nl=False)
+
+
+def iter_text(columns: dict, fmt: str, chunk: int = 100_000):
+    """CSV (with a header) or a JSON list of objects, ``chunk`` rows at a time: a result with
+    a row per neuron of a big model is written without a Python object per row."""
+    names = list(columns)
+    n = len(columns[names[0]]) if names else 0
+    if fmt == "csv":
+        yield ",".join(names) + "\n"
+    else:
+        yield "["
+    for start in range(0, n, chunk):
+        parts = [columns[c][start:start + chunk].tolist() for c in names]
+        if fmt == "csv":
+            yield "".join(",".join(map(repr, row)) + "\n" for row in zip(*parts))
+        else:
+            sep = "," if start else ""
+            yield sep + ",".join("\n " + json.dumps(dict(zip(names, row))) for row in zip(*parts))
+    if fmt == "json":
+        yield "\n]\n"

@@ -434,7 +434,8 @@ class Projection:
         out = {}
         for n in names:
             arr = np.concatenate(chunks[n]) if chunks[n] else np.zeros(0)
-            out[n] = arr.astype(np.int64 if n in ("id", "community", "size") else np.float64)
+            out[n] = arr.astype(np.int64 if n in ("id", "community", "component", "size")
+                              else np.float64)
         return out
 
     def stats(self, name: str, config: dict | None = None) -> dict[str, Any]:
