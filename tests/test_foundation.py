@@ -79,6 +79,7 @@ def test_no_neo4j_is_a_clear_error_not_a_traceback():
     ["delete", "--name", "anything"],
     ["query", "model_summary", "--model", "anything"],
     ["pull", "--name", "anything", "-o", "x.graphml"],
+    ["gds", "pagerank", "--model", "anything"],
     ["ping"],
 ])
 def test_every_command_talks_to_the_configured_database(args, tmp_path, monkeypatch):

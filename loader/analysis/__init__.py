@@ -2,6 +2,7 @@
 
 Modules: :mod:`~loader.analysis.sources` (statistics of a NeuronGraph or of a model loaded in
 Neo4j), :mod:`~loader.analysis.metrics` (NetworkX metrics and their cost estimates),
+:mod:`~loader.analysis.gds` (whole-model summaries from Graph Data Science inside Neo4j),
 :mod:`~loader.analysis.plots` (the PNG figures) and :mod:`~loader.analysis.report` (the
 entry points and the Markdown / HTML writer).
 """

@@ -14,7 +14,7 @@ import json
 
 import click
 
-from .options import parse_shape
+from .options import loaded_selection_options, parse_shape
 
 from ..errors import WeightgraphError
 from ..neo4j.db import Database
@@ -111,14 +111,7 @@ def query(name_or_file, model, params, fmt, list_, timeout, allow_incomplete, st
 # ---------------------------------------------------------------------------- pull
 @click.command()
 @click.option("--name", "-n", help="model name in Neo4j (with --trace: the trace's model)")
-@click.option("--layers", "layer_range", metavar="FIRST:LAST",
-              help="inclusive layer range; the neurons feeding FIRST come along as sources")
-@click.option("--cone", metavar="LAYER:INDEX[:DEPTH]", help="everything upstream of one neuron")
-@click.option("--cypher", metavar="FILE_OR_TEXT",
-              help="a .cypher file (or statement) returning src, dst, weight per edge; $model "
-                   "is the model name")
-@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
-              help="parameter of the --cypher statement; repeatable")
+@loaded_selection_options
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="FILE.graphml or FILE.graphml.gz")
 @click.option("--max-edges", type=int, help="refuse selections with more edges (default: none)")
@@ -217,8 +210,11 @@ def pull(name, layer_range, cone, cypher, params, output, max_edges, allow_incom
               help="with --trace INPUT: the neuron contributions go to (default: --neuron)")
 @click.option("--preprocess", type=click.Choice(["auto", "none", "caffe", "tf", "torch"]),
               default="auto", show_default=True, help="with --trace INPUT: as for `trace`")
+@click.option("--gds/--no-gds", "gds", default=None,
+              help="with --name: whole-model sections from Graph Data Science inside Neo4j "
+                   "(PageRank and degree per layer, components, communities); default on")
 def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir, fmt, metrics,
-            max_cost, max_edges, allow_incomplete, trace, target, preprocess):
+            max_cost, max_edges, allow_incomplete, trace, target, preprocess, gds):
     """Write an analysis report (Markdown or HTML, with PNG plots) of a neuron graph.
 
     MODEL may also be a Parquet dataset directory (`export --format parquet`): then the
@@ -226,8 +222,10 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
     every edge, whatever the size.
 
     Weight histograms, degree and strength distributions per layer, the receptive-field map
-    of --neuron, and PageRank / betweenness / communities on --subgraph, with their cost
-    estimated and checked before running. With --trace: the contribution map beside the
+    of --neuron, and PageRank / betweenness / communities on --subgraph (NetworkX), with their
+    cost estimated and checked before running. With --name, also PageRank and degree per
+    layer, components and communities of the whole model, from Graph Data Science inside
+    Neo4j (--no-gds to leave them out). With --trace: the contribution map beside the
     input image, the fraction of active neurons per layer, and where each pooling layer's
     chosen entries sit in the window.
 
@@ -279,7 +277,8 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
     try:
         path = run_analysis(source, out_dir, neuron=neuron, subgraph=subgraph, fmt=fmt,
                             metrics=chosen, max_cost=max_cost, max_edges=max_edges,
-                            driver=db, allow_incomplete=allow_incomplete, trace=trace)
+                            driver=db, allow_incomplete=allow_incomplete, trace=trace,
+                            gds=gds)
     finally:
         if db is not None:
             db.close()

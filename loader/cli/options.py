@@ -63,3 +63,24 @@ def open_graph(model, weights, input_shape, no_top, layer_range=None, cone=None,
     cls = ChannelGraph if granularity == "channel" else NeuronGraph
     return cls.from_model(model, weights=weights, input_shape=input_shape,
                           include_top=not no_top, layers=layer_range, cone=cone, name=name)
+
+
+def loaded_selection_options(fn):
+    """--layers / --cone / --cypher (with --param) of a model loaded in Neo4j, as
+    :func:`loader.neo4j.pull.plan_pull` takes them (``layer_range``, ``cone``, ``cypher``,
+    ``params``)."""
+    opts = [
+        click.option("--layers", "layer_range", metavar="FIRST:LAST",
+                     help="inclusive layer range; the neurons feeding FIRST come along as "
+                          "sources"),
+        click.option("--cone", metavar="LAYER:INDEX[:DEPTH]",
+                     help="everything upstream of one neuron"),
+        click.option("--cypher", metavar="FILE_OR_TEXT",
+                     help="a .cypher file (or statement) returning src, dst, weight per edge; "
+                          "$model is the model name"),
+        click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
+                     help="parameter of the --cypher statement; repeatable"),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
