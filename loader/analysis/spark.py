@@ -28,7 +28,8 @@ from pathlib import Path
 from ..errors import WeightgraphError
 from ..graph.neuron_graph import DEFAULT_BATCH, NeuronGraph
 from ..sinks.parquet import (EDGE_TILE, check_target, dataset_bytes, dataset_metadata,
-                             finish_dataset, temporary_dir, write_part)
+                             edge_shards, finish_dataset, temporary_dir, write_edge_shard,
+                             write_part)
 
 __all__ = ["spark_session", "read_dataset", "to_graphframe", "export_parquet_spark",
            "GRAPHFRAMES_PACKAGE"]
@@ -77,10 +78,8 @@ def to_graphframe(spark, path: str | os.PathLike):
 
 
 def _shards(graph: NeuronGraph, tile_edges: int) -> list[tuple[str, int, int]]:
-    shards = [("nodes", i, 0) for i in sorted(graph.node_masks)]
-    for i in sorted(graph.edge_masks):
-        shards += [("edges", i, t) for t in range(graph.entries[i].op.n_tiles(tile_edges))]
-    return shards
+    return ([("nodes", i, 0) for i in sorted(graph.node_masks)]
+            + [("edges", i, t) for i, t in edge_shards(graph, tile_edges)])
 
 
 def _run_shards(model: str, weights, input_shape, include_top: bool, tmp: str,
@@ -96,12 +95,8 @@ def _run_shards(model: str, weights, input_shape, include_top: bool, tmp: str,
                 batches = (b for b in graph.iter_node_batches(batch_size) if b.layer_index == i)
                 rows = write_part(folder / "part-0.parquet", kind, batches)
             else:
-                op = graph.entries[i].op
-                edges = op.iter_edges_by_weight(batch_size, tile_edges, range(tile, tile + 1))
-                from ..graph.batches import EdgeBatch
-
-                rows = write_part(folder / f"part-{tile:05d}.parquet", kind,
-                                  (EdgeBatch(s, d, w, i) for s, d, w in edges))
+                rows = write_edge_shard(graph, i, tile, folder / f"part-{tile:05d}.parquet",
+                                        batch_size=batch_size, tile_edges=tile_edges)
             yield kind, i, rows
     return run
 
