@@ -4,25 +4,52 @@ Layout (Hive-partitioned by the layer's position, so engines read one layer with
 
     DIR/graph.json                                 name, selection, layers, counts, contract
     DIR/nodes/layer_index=K/part-0.parquet         id, layer, index, op, bias, activation
-    DIR/edges/layer_index=K/part-0.parquet         src, dst, weight   (edges entering layer K)
+    DIR/edges/layer_index=K/part-TTTTT.parquet     src, dst, weight   (edges entering layer K,
+                                                   one file per tile; a stream: part-0)
 
 ``layer_index`` is not stored in the files: it is the partition key, read from the path by
 pyarrow (``partitioning="hive"``), DuckDB (``hive_partitioning=true``), Spark and Polars.
 Widths: ``id``, ``index``, ``src``, ``dst`` int64; ``layer_index`` int32; ``bias`` and
-``weight`` float32 (the values the graph is made of, bit for bit); strings UTF-8.
+``weight`` float32 (the values the graph is made of, bit for bit); strings UTF-8. Edge columns
+are required (never null).
 
-Measured by ``bench/bench_parquet.py`` on the shared 2-core VM (pyarrow 26, one process, the
-VM at load average 7-11 from other work): all 14,975,945,472 edges of VGG16 at 224x224 in
-25.2 min, **2.99 GB, 0.20 bytes per edge** (goal 0.5), 9.9M edges/s wall clock (goal 100M: not
-reached; at most 463 CPU-seconds for the whole process, so >= 32M edges per CPU-second). Same
-run, first 8M edges of block1_conv2, block3_conv2, block5_conv1 and fc1: ``pq.write_table``
-defaults 3.54 bytes/edge at 20.5M edges/s, these settings 1.04 at 12.9M edges/s (fc1's
-distinct weights dominate the sample), our GraphML writer 91 bytes at 0.5M. Then DuckDB over
-the dataset: edges and weight sum per layer over all 15e9 edges 36.7 s; the 10 strongest edges
-into one block1_conv2 neuron 0.34 s (row groups pruned on ``dst``).
+Measured by ``bench/bench_parquet.py`` on the shared 2-core VM (pyarrow 26), 2026-11-28, the VM
+at load average 11-17 from four other engineers' work (wall clock is what was left over; the
+CPU-seconds are the steadier figure): all 14,975,945,472 edges of VGG16 at 224x224, ``fast``,
+2 workers, in 21.2 min wall: **4.14 GB, 0.276 bytes per edge** (goal 0.5), 11.8M edges/s wall
+clock (goal 100M: not reached here), **307 CPU-seconds in all = 48.7M edges per CPU-second**,
+so about 97M edges/s on two idle cores (the previous writer, delta + zstd in one process:
+>= 463 CPU-seconds, 32M edges per CPU-second, 2.99 GB). Then DuckDB over that dataset: edges
+and weight sum per layer over all 15e9 edges 94 s wall (39 s CPU; goal 60), the in-degree
+histogram of block5_conv1 32 s, the 10 strongest edges into one block1_conv2 neuron 0.89 s
+(goal 1 s; row groups pruned on ``dst``).
 
-Edge order and encodings, chosen by measurement (one column of 16M edges of VGG16
-``block3_conv2`` at 224x224 written alone; values per second and bytes per value):
+Same run, the writer alone on the first 8M edges of block1_conv2, block3_conv2, block5_conv1
+and fc1 (the same batches for every variant; M edges per CPU-second, bytes/edge; fc1's
+distinct weights dominate the sizes of the sample):
+
+=============================================  =========  ==========
+variant                                        M/CPU-s    bytes/edge
+=============================================  =========  ==========
+``pq.write_table`` defaults (the baseline)     27.5       3.56
+same, the enumerator's natural order           22.8       3.49
+**fast** (default)                             76.7       1.15
+**compact**                                    49.0       1.04
+compact with statistics on every column        46.1       1.04
+compact with nullable columns                  41.3       1.04
+fast with zstd level 1 on the ids too          63.9       1.07
+fast with BYTE_STREAM_SPLIT weights            73.9       1.15
+compact with lz4 ids                           54.7       1.07
+compact with RLE_DICTIONARY weights            28.8       1.19
+compact with 8 MiB data pages                  45.8       1.04
+our GraphML writer                             1.5        91.3
+=============================================  =========  ==========
+
+and the weight-major enumeration alone 88.6M edges per CPU-second: at 48.7M per CPU-second
+end to end, the enumeration is now about half of the export's time. Per layer (8M edges,
+load ~7): fast 0.20 / 0.43 bytes per edge on block1_conv2 / block5_conv1, compact 0.063 / 0.29.
+
+Edge order and encodings, chosen by measurement:
 
 * Order: **weight-major within tiles of output positions**
   (:meth:`loader.ops.windowed.WindowedOp.iter_edges_by_weight`): a kernel entry's edges are
@@ -30,13 +57,19 @@ Edge order and encodings, chosen by measurement (one column of 16M edges of VGG1
   ``src``/``dst`` step by a constant along each run. The enumerator's own order (pair by pair,
   all channels) repeats a whole kernel slab per position instead: ``pq.write_table`` defaults
   took 1.84 bytes/edge on ``block1_conv2`` and 3.58 on ``block5_conv1`` in that order.
-* ``src``, ``dst``: ``DELTA_BINARY_PACKED`` + zstd: 0.04 bytes/value at ~105M values/s
-  (PLAIN + zstd 0.85 bytes at 44M/s; delta alone 1.8 bytes; delta + lz4 0.08 at 120M/s).
-* ``weight``: PLAIN + zstd: 0.075 bytes/value at 220M values/s; dictionary (RLE) + zstd was
-  0.087 at 115M/s (and it needs a dictionary page as large as a layer's kernel, or it falls
-  back to PLAIN: 3.9 bytes/edge on ``block5_conv1``); BYTE_STREAM_SPLIT + zstd 0.086 at 186M/s.
-* Row groups: one enumerator batch (about 1M edges). Statistics on every column, so a filter on
-  ``dst`` skips the row groups of other tiles.
+* Ids (``fast``): BYTE_STREAM_SPLIT + lz4 (a progression's high bytes are constant streams);
+  (``compact``): DELTA_BINARY_PACKED + zstd, 0.04 bytes/value but pyarrow's delta encoder
+  runs at ~100M values/s, the slowest step of the old writer.
+* ``weight``: PLAIN + zstd: 0.075 bytes/value at 220M values/s; dictionary (RLE) is slower and
+  needs a dictionary page as large as a layer's kernel (else it falls back to PLAIN);
+  BYTE_STREAM_SPLIT saves nothing.
+* Statistics (min/max) on ``src`` and ``dst`` only, so a filter on ``dst`` skips the row groups
+  of other tiles; on ``weight`` they cost ~30% of the writer's time and prune nothing asked.
+* Row groups: one enumerator batch (about 1M edges); files: one per tile (64M edges), so
+  ``workers`` processes write tiles at once with the same output as one process.
+* Not reached with pyarrow's encoders: 100M edges/s on this machine's two shared cores. The
+  next step would be writing the pages of a run directly from its (first id, step, length,
+  weight) without materialising the edges (hand-written Parquet pages), not tried.
 
 Nodes are few (VGG16: 15M nodes for 15e9 edges); they use the defaults plus zstd.
 """
