@@ -187,11 +187,28 @@ import sys
 from loader.graph.neuron_graph import NeuronGraph
 from loader.sinks.parquet import write_parquet
 g = NeuronGraph.from_model("vgg16", weights=None, input_shape=(64, 64, 3))
-write_parquet(g, sys.argv[1], batch_size=1 << 16, progress=False)
+write_parquet(g, sys.argv[1], batch_size=1 << 16, workers=2, progress=False)
 """
 
 
+def _children(pid):
+    pids = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            pids |= {int(p) for p in f.read().split()}
+    return pids
+
+
+def _running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_killed_export_leaves_nothing_under_dir(tmp_path):
+    """Killed while its two worker processes write tiles: the workers die with it."""
     target = tmp_path / "vgg16.parquet"
     proc = subprocess.Popen([sys.executable, "-c", _EXPORT, str(target)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -202,9 +219,20 @@ def test_killed_export_leaves_nothing_under_dir(tmp_path):
             assert time.monotonic() < deadline
             time.sleep(0.05)
         time.sleep(0.5)
+        workers = _children(proc.pid)
     finally:
+        killed_at = time.time()
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+    assert len(workers) >= 2
+    deadline = time.monotonic() + 60
+    while any(_running(w) for w in workers):
+        assert time.monotonic() < deadline, "a worker outlived the killed export"
+        time.sleep(0.05)
+    # The workers were mid-tile (a tile of a 64x64 VGG16 layer takes seconds): they died with
+    # the export instead of finishing and closing their files.
+    left = [p for p in tmp_path.glob(".vgg16.parquet.*.tmp/**/*") if p.is_file()]
+    assert left and max(p.stat().st_mtime for p in left) < killed_at + 1.0
     assert not target.exists()
     # The next export to the same place removes what the killed one left.
     write_parquet(NeuronGraph.from_model(residual_model()), target, progress=False)
