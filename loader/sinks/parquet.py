@@ -447,8 +447,10 @@ def write_edge_shard(graph, layer_index: int, tile: int, path: str | os.PathLike
     returns the rows written."""
     if graph.edge_masks[layer_index] is None:
         op = graph.entries[layer_index].op
+        # One buffer for every batch: each is encoded before the next one is made.
         batches = (EdgeBatch(s, d, w, layer_index) for s, d, w in
-                   op.iter_edges_by_weight(batch_size, tile_edges, range(tile, tile + 1)))
+                   op.iter_edges_by_weight(batch_size, tile_edges, range(tile, tile + 1),
+                                           reuse_buffers=True))
     else:
         batches = graph.iter_edge_batches(batch_size, layers=[layer_index], by_weight=tile_edges)
     return write_part(path, "edges", batches, encoding)
