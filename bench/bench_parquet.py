@@ -1,19 +1,22 @@
 """Benchmark: the whole VGG16 at 224x224 (weights=None) as a Parquet dataset, then DuckDB on it.
 
-1. Baselines on a bounded sample (the first ``--sample`` edges of four layers of different
-   shapes: block1_conv2, block3_conv2, block5_conv1, fc1), in the same run:
-   ``pyarrow.parquet`` with default settings (what ``pq.write_table`` does) on the very
-   batches our writer gets, the same in the enumerator's natural order, our writer's settings
-   on those batches, and our GraphML writer on a smaller sample. Edges/s and bytes/edge each.
-2. The export of all 14,975,945,472 edges with ``write_parquet`` (goals: >= 100M edges/s,
-   <= 0.5 bytes/edge).
+1. Variants on a bounded sample (the first ``--sample`` edges of each of ``--layers``), in the
+   same run, on the very batches our writer gets (enumerated before the timing): the
+   baseline ``pyarrow.parquet`` with default settings (what ``pq.write_table`` does), the
+   same in the enumerator's natural order, each of our ``EDGE_ENCODINGS`` and the measured
+   alternatives, and our GraphML writer on a smaller sample. Per variant: edges/s of wall
+   clock and per CPU-second (the machine is shared: CPU-seconds are the steadier figure),
+   bytes/edge, and the ratio to the baseline. Also the enumeration alone.
+2. The export of all 14,975,945,472 edges with ``write_parquet`` (``--workers`` processes,
+   ``--encoding``; goals: >= 100M edges/s, <= 0.5 bytes/edge).
 3. DuckDB over the dataset, each timed: edges and weight sum per layer (all edges; goal < 60 s),
    the in-degree histogram of one layer, the 10 strongest edges into one neuron (goal < 1 s,
    by row-group pruning on ``dst``), checked against the graph's own count of in-edges.
 
 Everything written goes under ``--dir`` (default: a new directory in /tmp) and is deleted at
-the end, also on failure. Run: ``.venv/bin/python bench/bench_parquet.py`` (~30 min and ~3 GB
-of disk on the 2-core VM; ``--sample`` and ``--input-shape`` make it smaller).
+the end, also on failure. Run: ``.venv/bin/python bench/bench_parquet.py`` (~15-30 min and
+~3-5 GB of disk on the 2-core VM; ``--skip-full``, ``--sample`` and ``--input-shape`` make it
+smaller).
 """
 
 from __future__ import annotations
@@ -30,14 +33,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loader.graph.neuron_graph import NeuronGraph  # noqa: E402
 from loader.sinks.graphml import GraphMLWriter  # noqa: E402
-from loader.sinks.parquet import _EDGE_OPTIONS, EDGE_TILE, write_parquet  # noqa: E402
+from loader.sinks.parquet import EDGE_ENCODINGS, EDGE_TILE, write_parquet  # noqa: E402
 from loader.terminal import human, seconds  # noqa: E402
 
 SAMPLE_LAYERS = ("block1_conv2", "block3_conv2", "block5_conv1", "fc1")
 
 
-def sample_batches(g, n_per_layer, by_weight):
-    for name in SAMPLE_LAYERS:
+
+def sample_batches(g, layers, n_per_layer, by_weight):
+    for name in layers:
         taken = 0
         for b in g.iter_edge_batches(1 << 20, layers=[g.index_of(name)], by_weight=by_weight):
             yield b
@@ -46,40 +50,52 @@ def sample_batches(g, n_per_layer, by_weight):
                 break
 
 
-def parquet_sample(g, path, n_per_layer, by_weight, options):
+def variant(name, base, **changes):
+    """One of our encodings with some options changed (a measured alternative)."""
+    options = dict(EDGE_ENCODINGS[base])
+    options["column_encoding"] = {**options["column_encoding"], **changes.pop("encode", {})}
+    options.update(changes)
+    return name, options
+
+
+def parquet_sample(batches, path, options, schema=None):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema([("src", pa.int64()), ("dst", pa.int64()), ("weight", pa.float32())])
-    batches = [b for b in sample_batches(g, n_per_layer, by_weight)]  # outside the timing
+    from loader.sinks.parquet import _schemas
+
+    schema = schema or _schemas()[1]
     n = sum(len(b) for b in batches)
-    start = time.perf_counter()  # wall clock: the baselines run back to back, same load
+    # Wall clock and CPU time: the variants run back to back under the same (shared) load.
+    start, cpu = time.perf_counter(), time.process_time()
     with pq.ParquetWriter(path, schema, **options) as writer:
         for b in batches:
             writer.write_table(pa.Table.from_arrays([b.src, b.dst, b.weight], schema=schema))
-    s = time.perf_counter() - start
+    s, cpu = time.perf_counter() - start, time.process_time() - cpu
     size = os.path.getsize(path)
     os.remove(path)
-    return n, s, size
+    return n, s, cpu, size
 
 
-def graphml_sample(g, path, n_per_layer):
-    batches = [b.copy() for b in sample_batches(g, n_per_layer, None)]
+def graphml_sample(g, layers, path, n_per_layer):
+    batches = [b.copy() for b in sample_batches(g, layers, n_per_layer, None)]
     n = sum(len(b) for b in batches)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with GraphMLWriter(path, g.graph_data()) as out:
         for b in batches:
             out.write_edges(b)
-    s = time.perf_counter() - start
+    s, cpu = time.perf_counter() - start, time.process_time() - cpu
     size = os.path.getsize(path)
     os.remove(path)
-    return n, s, size
+    return n, s, cpu, size
 
 
-def report(label, n, s, size):
-    print(f"  {label:<58} {n / s / 1e6:8.1f} M edges/s {size / n:8.4f} bytes/edge "
-          f"({n:,} edges, {seconds(s)})", flush=True)
-    return n / s, size / n
+def report(label, n, s, cpu, size, base=None):
+    ratio = "" if base is None else (f"  x{n / cpu / base[1]:5.2f} CPU rate, "
+                                     f"/{base[2] / (size / n):5.1f} size")
+    print(f"  {label:<44} {n / s / 1e6:6.1f} {n / cpu / 1e6:6.1f} {size / n:8.4f}{ratio}",
+          flush=True)
+    return n / s, n / cpu, size / n
 
 
 def timed_sql(con, label, query, params=()):
@@ -90,12 +106,60 @@ def timed_sql(con, label, query, params=()):
     return rows, s
 
 
+def variants_table(g, layers, n, work):
+    print(f"variants, same run, first {n:,} edges of each of {', '.join(layers)} "
+          f"(load average {os.getloadavg()[0]:.1f}):")
+    start, cpu, count = time.perf_counter(), time.process_time(), 0
+    for b in sample_batches(g, layers, n, EDGE_TILE):
+        count += len(b)
+    print(f"  enumeration alone (weight-major): {count / (time.perf_counter() - start) / 1e6:.1f}"
+          f" M edges/s wall, {count / (time.process_time() - cpu) / 1e6:.1f} per CPU-second")
+    batches = list(sample_batches(g, layers, n, EDGE_TILE))  # outside the timings
+    print(f"  {'variant':<44} {'M/s':>6} {'M/CPUs':>6} {'B/edge':>8}")
+    base = report("pq.write_table defaults (baseline)",
+                  *parquet_sample(batches, work / "a.parquet", {}))
+    natural = list(sample_batches(g, layers, n, None))
+    report("pq defaults, enumerator's natural order",
+           *parquet_sample(natural, work / "b.parquet", {}), base=base)
+    del natural
+    best = {}
+    import pyarrow as pa
+    nullable = pa.schema([("src", pa.int64()), ("dst", pa.int64()), ("weight", pa.float32())])
+    for label, options, schema in [
+            ("fast (ours, default)", EDGE_ENCODINGS["fast"], None),
+            ("compact (ours)", EDGE_ENCODINGS["compact"], None),
+            ("compact, statistics on every column", dict(EDGE_ENCODINGS["compact"],
+                                                         write_statistics=True), None),
+            ("compact, nullable columns", EDGE_ENCODINGS["compact"], nullable),
+            (*variant("fast, ids zstd level 1", "fast", compression="zstd",
+                      compression_level=1), None),
+            (*variant("fast, weight BYTE_STREAM_SPLIT", "fast",
+                      encode={"weight": "BYTE_STREAM_SPLIT"}), None),
+            (*variant("compact, ids lz4", "compact",
+                      compression={"src": "lz4", "dst": "lz4", "weight": "zstd"}), None),
+            (*variant("compact, weight dictionary (RLE_DICTIONARY)", "compact",
+                      encode={"weight": None}, use_dictionary=["weight"]), None),
+            (*variant("compact, 8 MiB data pages", "compact", data_page_size=8 << 20), None)]:
+        if "column_encoding" in options:  # None: leave the column to use_dictionary
+            options = dict(options, column_encoding={k: v for k, v in
+                                                     options["column_encoding"].items() if v})
+        best[label] = report(label, *parquet_sample(batches, work / "c.parquet", options,
+                                                    schema), base=base)
+    report("GraphML writer (loader.sinks.graphml), n/8", *graphml_sample(
+        g, layers, work / "d.graphml", max(1, n // 8)), base=base)
+    return base
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--input-shape", default="224,224,3")
     ap.add_argument("--sample", type=float, default=8e6, help="edges per sample layer")
+    ap.add_argument("--layers", default=",".join(SAMPLE_LAYERS), help="sample layers")
+    ap.add_argument("--workers", type=int, default=2, help="processes of the full export")
+    ap.add_argument("--encoding", default="fast", choices=sorted(EDGE_ENCODINGS))
     ap.add_argument("--dir", help="where to write (deleted at the end)")
-    ap.add_argument("--skip-full", action="store_true", help="baselines only")
+    ap.add_argument("--skip-full", action="store_true", help="variants only")
+    ap.add_argument("--skip-variants", action="store_true", help="full export only")
     args = ap.parse_args()
     shape = tuple(int(v) for v in args.input_shape.split(","))
     g = NeuronGraph.from_model("vgg16", weights=None, input_shape=shape)
@@ -104,33 +168,25 @@ def main():
     work = Path(args.dir or tempfile.mkdtemp(prefix="bench_parquet_"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        n = int(args.sample)
-        print(f"baselines, same run: first {n:,} edges of each of {', '.join(SAMPLE_LAYERS)}")
-        base = report("pq.write_table defaults, our (weight-major) batches",
-                      *parquet_sample(g, work / "a.parquet", n, EDGE_TILE, {}))
-        report("pq.write_table defaults, enumerator's natural order",
-               *parquet_sample(g, work / "b.parquet", n, None, {}))
-        ours = report("our settings (delta ids, zstd), our batches",
-                      *parquet_sample(g, work / "c.parquet", n, EDGE_TILE, _EDGE_OPTIONS))
-        gml = report("GraphML writer (loader.sinks.graphml)",
-                     *graphml_sample(g, work / "d.graphml", max(1, n // 8)))
-        print(f"  ratios on the sample: speed {ours[0] / base[0]:.2f}x pq defaults, "
-              f"{ours[0] / gml[0]:.1f}x GraphML; size {base[1] / ours[1]:.1f}x smaller than "
-              f"pq defaults, {gml[1] / ours[1]:.0f}x smaller than GraphML", flush=True)
+        base = None
+        if not args.skip_variants:
+            base = variants_table(g, args.layers.split(","), int(args.sample), work)
         if args.skip_full:
             return
         target = work / "vgg16.parquet"
-        print("full export (write_parquet):", flush=True)
-        cpu = time.process_time()
-        stats = write_parquet(g, target, progress=False)
-        cpu = time.process_time() - cpu
+        print(f"full export (write_parquet, {args.workers} workers, {args.encoding}; load "
+              f"average {os.getloadavg()[0]:.1f}):", flush=True)
+        stats = write_parquet(g, target, workers=args.workers, encoding=args.encoding,
+                              progress=False)
+        cpu = sum(os.times()[:4])  # this process and its finished workers
         print(f"  {stats['edges']:,} edges, {stats['nodes']:,} nodes in "
-              f"{seconds(stats['seconds'])} ({seconds(cpu)} of CPU: "
-              f"{stats['edges'] / cpu / 1e6:.1f} M edges per CPU-second; the VM is shared): "
-              f"{stats['edges_per_s'] / 1e6:.1f} M edges/s "
-              f"(goal 100), {human(stats['bytes'])}, {stats['bytes_per_edge']:.4f} bytes/edge "
-              f"(goal 0.5); vs pq defaults on the sample: {stats['edges_per_s'] / base[0]:.2f}x "
-              f"speed, {base[1] / stats['bytes_per_edge']:.1f}x smaller", flush=True)
+              f"{seconds(stats['seconds'])} (load average now {os.getloadavg()[0]:.1f}; "
+              f"{seconds(cpu)} of CPU in all: {stats['edges'] / cpu / 1e6:.1f} M edges per "
+              f"CPU-second): {stats['edges_per_s'] / 1e6:.1f} M edges/s (goal 100), "
+              f"{human(stats['bytes'])}, {stats['bytes_per_edge']:.4f} bytes/edge (goal 0.5)"
+              + ("" if base is None else
+                 f"; pq defaults on the sample: {base[0] / 1e6:.1f} M edges/s, "
+                 f"{base[2]:.2f} bytes/edge"), flush=True)
         duckdb_queries(g, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -55,6 +55,7 @@ _API = {
     "require_complete": "loader.neo4j.models",
     "pull": "loader.neo4j.pull",
     "pull_to_graphml": "loader.neo4j.pull",
+    "pull_to_parquet": "loader.neo4j.pull",
     "run_query": "loader.neo4j.queries",
     "trace_loaded": "loader.neo4j.traces",
     "read_trace": "loader.neo4j.traces",

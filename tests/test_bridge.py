@@ -160,3 +160,98 @@ def test_cli_pull_writes_graphml(driver, loaded, tmp_path):
     assert_same_graph(nx.read_graphml(out, node_type=int),
                       reference(model, name, cone="dense:1"))
     assert pull_command.help.rstrip().splitlines()[-1].strip().startswith("weightgraph pull")
+
+
+def dataset_rows(path):
+    """Every node and edge row of a Parquet dataset, sorted, read by DuckDB."""
+    from loader.analysis.dataset import open_duckdb
+
+    con = open_duckdb(path)
+    nodes = con.execute("SELECT id, layer, layer_index, index, op, bias, activation FROM nodes "
+                        "ORDER BY id").fetchall()
+    edges = con.execute("SELECT layer_index, src, dst, weight FROM edges ORDER BY ALL").fetchall()
+    con.close()
+    return nodes, edges
+
+
+@pytest.mark.parametrize("selection", [{}, {"layers": "pool:dense"}, {"cone": "add:5:2"}])
+def test_pull_to_parquet_equals_the_direct_export_in_bounded_pages(driver, loaded, selection,
+                                                                   tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    import loader.neo4j.pull as pull_module
+    from loader.neo4j.pull import pull_to_parquet
+    from loader.sinks.parquet import write_parquet
+
+    name, model = loaded
+    # Pages of a few neurons and edges: many row groups per layer, layers interleaved.
+    monkeypatch.setattr(pull_module, "PAGE_EDGES", 40)
+    monkeypatch.setattr(pull_module, "PAGE_NODES", 7)
+    stats = pull_to_parquet(name, tmp_path / "pulled", driver=driver, **selection)
+    g = NeuronGraph.from_model(model, name=name, **selection)
+    write_parquet(g, tmp_path / "direct", progress=False)
+    assert (stats["nodes"], stats["edges"]) == (g.n_nodes, g.n_edges)
+    assert dataset_rows(tmp_path / "pulled") == dataset_rows(tmp_path / "direct")
+    pulled = json.loads((tmp_path / "pulled" / "graph.json").read_text())
+    direct = json.loads((tmp_path / "direct" / "graph.json").read_text())
+    for key in ("format", "contract_version", "name", "nodes", "edges", "counts", "layers"):
+        assert pulled[key] == direct[key], key
+    assert pulled["edge_order"] == "pulled" and pulled["selection"] == g.selection
+    conv2 = tmp_path / "pulled" / "edges" / f"layer_index={g.index_of('conv2')}"
+    if not selection.get("cone"):
+        assert max(pq.ParquetFile(p).metadata.num_row_groups for p in conv2.iterdir()) > 1
+
+
+def test_pulled_dataset_executes_to_keras(driver, loaded, tmp_path):
+    from loader.analysis.dataset import read_arrays
+    from loader.graph.forward import execute_arrays
+    from loader.neo4j.pull import pull_to_parquet
+
+    name, model = loaded
+    pull_to_parquet(name, tmp_path / "pulled", driver=driver)
+    layers, nodes, edges = read_arrays(tmp_path / "pulled", engine="duckdb")
+    x = np.random.default_rng(4).normal(size=(3, 6, 6, 2)).astype("float32")
+    assert_matches_keras(execute_arrays(layers, nodes, edges, x), model, x,
+                         shape_only_included=False)
+
+
+def test_failed_pull_to_parquet_leaves_nothing(driver, loaded, tmp_path, monkeypatch):
+    import loader.neo4j.pull as pull_module
+
+    name, _ = loaded
+    pages = []
+
+    def failing(src, dst, weight):
+        pages.append(len(src))
+        if len(pages) == 3:
+            raise RuntimeError("connection lost")
+        return real(src, dst, weight)
+
+    real = pull_module._edge_batch
+    monkeypatch.setattr(pull_module, "PAGE_EDGES", 40)
+    monkeypatch.setattr(pull_module, "_edge_batch", failing)
+    with pytest.raises(RuntimeError, match="connection lost"):
+        pull_module.pull_to_parquet(name, tmp_path / "pulled", driver=driver)
+    assert len(pages) == 3 and list(tmp_path.iterdir()) == []
+
+
+def test_cli_pull_writes_a_parquet_dataset(driver, loaded, tmp_path):
+    from click.testing import CliRunner
+
+    from loader.cli.analysis import pull as pull_command
+    from loader.sinks.parquet import write_parquet
+
+    name, model = loaded
+    out = tmp_path / "block.parquet"
+    result = CliRunner().invoke(pull_command, ["--name", name, "--layers", "conv2:dense", "-o",
+                                               str(out), "--format", "parquet", "--quiet"])
+    assert result.exit_code == 0, result.output
+    write_parquet(NeuronGraph.from_model(model, name=name, layers="conv2:dense"),
+                  tmp_path / "direct", progress=False)
+    assert dataset_rows(out) == dataset_rows(tmp_path / "direct")
+    from loader.cli import main
+
+    result = CliRunner().invoke(main, ["pull", "--name", name, "-o", str(tmp_path / "x")])
+    assert result.exit_code == 1 and result.output.startswith("Error: say --format parquet")
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()

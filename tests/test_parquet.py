@@ -98,7 +98,7 @@ def test_dataset_layout_columns_widths_and_graph_json(tmp_path):
     assert (meta["nodes"], meta["edges"]) == (g.n_nodes, g.n_edges)
     assert [l["name"] for l in meta["layers"]] == [s.name for s in g.layer_specs()]
     conv = g.index_of("conv")
-    edge_file = tmp_path / "ds" / "edges" / f"layer_index={conv}" / "part-0.parquet"
+    edge_file = tmp_path / "ds" / "edges" / f"layer_index={conv}" / "part-00000.parquet"
     schema = pq.read_schema(edge_file)
     assert [(f.name, str(f.type)) for f in schema] == [
         ("src", "int64"), ("dst", "int64"), ("weight", "float")]
@@ -106,8 +106,10 @@ def test_dataset_layout_columns_widths_and_graph_json(tmp_path):
     assert [(f.name, str(f.type)) for f in pq.read_schema(node_file)] == [
         ("id", "int64"), ("layer", "string"), ("index", "int64"), ("op", "string"),
         ("bias", "float"), ("activation", "string")]
-    encodings = pq.ParquetFile(edge_file).metadata.row_group(0).column(1).encodings
-    assert "DELTA_BINARY_PACKED" in encodings
+    assert not any(f.nullable for f in schema)
+    column = pq.ParquetFile(edge_file).metadata.row_group(0).column(1)
+    assert "BYTE_STREAM_SPLIT" in column.encodings and column.compression == "LZ4"
+    assert column.statistics.has_min_max
     con = open_duckdb(tmp_path / "ds")
     per_layer = dict(con.execute("SELECT layer_index, count(*) FROM edges GROUP BY 1").fetchall())
     assert per_layer == {s.index: s.edges for s in g.layer_specs() if s.edges}
@@ -122,13 +124,40 @@ def test_dst_filter_prunes_row_groups_of_other_tiles(tmp_path):
     g = NeuronGraph.from_model(model)
     write_parquet(g, tmp_path / "ds", batch_size=1000, tile_edges=5000, progress=False)
     (folder,) = (tmp_path / "ds" / "edges").iterdir()
-    meta = pq.ParquetFile(folder / "part-0.parquet").metadata
     dst = g.entry(g.entries[1].name).op.offset + 500
-    touching = sum(1 for r in range(meta.num_row_groups)
-                   if meta.row_group(r).column(1).statistics.min <= dst
-                   <= meta.row_group(r).column(1).statistics.max)
+    groups = touching = 0
+    files_touched = set()
+    for part in sorted(folder.iterdir()):  # one file per tile
+        meta = pq.ParquetFile(part).metadata
+        for r in range(meta.num_row_groups):
+            stats = meta.row_group(r).column(1).statistics
+            groups += 1
+            if stats.min <= dst <= stats.max:
+                touching += 1
+                files_touched.add(part.name)
     # ~11 tiles of 9 taps each: only the 9 row groups of the neuron's own tile can hold it.
-    assert meta.num_row_groups >= 90 and touching == 9
+    assert groups >= 90 and touching == 9 and len(files_touched) == 1
+
+
+def test_workers_and_encodings_change_neither_rows_nor_files(tmp_path):
+    g = NeuronGraph.from_model(mixed_model())
+    rows, files = [], []
+    for run, (workers, encoding) in enumerate([(1, "fast"), (3, "fast"), (2, "compact")]):
+        ds = tmp_path / f"ds{run}"
+        write_parquet(g, ds, batch_size=300, tile_edges=1500, workers=workers,
+                      encoding=encoding, progress=False)
+        files.append(sorted(str(p.relative_to(ds)) for p in ds.rglob("*.parquet")))
+        rows.append(open_duckdb(ds).execute(
+            "SELECT layer_index, src, dst, weight FROM edges ORDER BY ALL").fetchall())
+    assert len(files[0]) > 2 * len(g.layer_specs())  # several tiles per layer
+    assert files[0] == files[1] == files[2]
+    assert rows[0] == rows[1] == rows[2] and len(rows[0]) == g.n_edges
+    encodings = pq.ParquetFile(tmp_path / "ds2" / files[2][0]).metadata
+    assert any("DELTA_BINARY_PACKED" in encodings.row_group(0).column(c).encodings
+               for c in range(encodings.num_columns))
+    with pytest.raises(WeightgraphError, match="unknown Parquet edge encoding"):
+        write_parquet(g, tmp_path / "bad", encoding="nope", progress=False)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_writer_leaves_nothing_when_the_stream_fails(tmp_path):
@@ -158,11 +187,28 @@ import sys
 from loader.graph.neuron_graph import NeuronGraph
 from loader.sinks.parquet import write_parquet
 g = NeuronGraph.from_model("vgg16", weights=None, input_shape=(64, 64, 3))
-write_parquet(g, sys.argv[1], batch_size=1 << 16, progress=False)
+write_parquet(g, sys.argv[1], batch_size=1 << 16, workers=2, progress=False)
 """
 
 
+def _children(pid):
+    pids = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            pids |= {int(p) for p in f.read().split()}
+    return pids
+
+
+def _running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_killed_export_leaves_nothing_under_dir(tmp_path):
+    """Killed while its two worker processes write tiles: the workers die with it."""
     target = tmp_path / "vgg16.parquet"
     proc = subprocess.Popen([sys.executable, "-c", _EXPORT, str(target)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -173,9 +219,20 @@ def test_killed_export_leaves_nothing_under_dir(tmp_path):
             assert time.monotonic() < deadline
             time.sleep(0.05)
         time.sleep(0.5)
+        workers = _children(proc.pid)
     finally:
+        killed_at = time.time()
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+    assert len(workers) >= 2
+    deadline = time.monotonic() + 60
+    while any(_running(w) for w in workers):
+        assert time.monotonic() < deadline, "a worker outlived the killed export"
+        time.sleep(0.05)
+    # The workers were mid-tile (a tile of a 64x64 VGG16 layer takes seconds): they died with
+    # the export instead of finishing and closing their files.
+    left = [p for p in tmp_path.glob(".vgg16.parquet.*.tmp/**/*") if p.is_file()]
+    assert left and max(p.stat().st_mtime for p in left) < killed_at + 1.0
     assert not target.exists()
     # The next export to the same place removes what the killed one left.
     write_parquet(NeuronGraph.from_model(residual_model()), target, progress=False)

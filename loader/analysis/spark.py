@@ -11,7 +11,7 @@ weights, ``weights=None``, would differ per executor and are refused).
 
 Examples
 --------
->>> spark = spark_session()                       # local[*], the GraphFrames jar from Maven
+>>> spark = spark_session()                       # local[*]; graphframes=True adds the jar
 >>> export_parquet_spark(spark, "model.keras", "model.parquet")
 >>> nodes, edges = read_dataset(spark, "model.parquet")
 >>> to_graphframe(spark, "model.parquet").pageRank(resetProbability=0.15, maxIter=20)
@@ -28,7 +28,8 @@ from pathlib import Path
 from ..errors import WeightgraphError
 from ..graph.neuron_graph import DEFAULT_BATCH, NeuronGraph
 from ..sinks.parquet import (EDGE_TILE, check_target, dataset_bytes, dataset_metadata,
-                             finish_dataset, temporary_dir, write_part)
+                             edge_shards, finish_dataset, temporary_dir, write_edge_shard,
+                             write_part)
 
 __all__ = ["spark_session", "read_dataset", "to_graphframe", "export_parquet_spark",
            "GRAPHFRAMES_PACKAGE"]
@@ -38,8 +39,12 @@ GRAPHFRAMES_PACKAGE = "io.graphframes:graphframes-spark4_2.13:0.12.1"
 
 
 def spark_session(master: str = "local[*]", *, app: str = "weightgraph",
-                  graphframes: bool = True, config: dict | None = None):
-    """A SparkSession for weightgraph datasets (``graphframes``: with the GraphFrames jar).
+                  graphframes: bool = False, config: dict | None = None):
+    """A SparkSession for weightgraph datasets.
+
+    ``graphframes=True`` asks Spark to fetch the GraphFrames jar (:data:`GRAPHFRAMES_PACKAGE`)
+    from Maven; it is off by default because a machine that cannot reach that artifact would
+    fail to start the session at all.
 
     Executors run this Python (``PYSPARK_PYTHON`` defaults to ``sys.executable``), so they
     import the same ``loader``.
@@ -77,10 +82,8 @@ def to_graphframe(spark, path: str | os.PathLike):
 
 
 def _shards(graph: NeuronGraph, tile_edges: int) -> list[tuple[str, int, int]]:
-    shards = [("nodes", i, 0) for i in sorted(graph.node_masks)]
-    for i in sorted(graph.edge_masks):
-        shards += [("edges", i, t) for t in range(graph.entries[i].op.n_tiles(tile_edges))]
-    return shards
+    return ([("nodes", i, 0) for i in sorted(graph.node_masks)]
+            + [("edges", i, t) for i, t in edge_shards(graph, tile_edges)])
 
 
 def _run_shards(model: str, weights, input_shape, include_top: bool, tmp: str,
@@ -96,12 +99,8 @@ def _run_shards(model: str, weights, input_shape, include_top: bool, tmp: str,
                 batches = (b for b in graph.iter_node_batches(batch_size) if b.layer_index == i)
                 rows = write_part(folder / "part-0.parquet", kind, batches)
             else:
-                op = graph.entries[i].op
-                edges = op.iter_edges_by_weight(batch_size, tile_edges, range(tile, tile + 1))
-                from ..graph.batches import EdgeBatch
-
-                rows = write_part(folder / f"part-{tile:05d}.parquet", kind,
-                                  (EdgeBatch(s, d, w, i) for s, d, w in edges))
+                rows = write_edge_shard(graph, i, tile, folder / f"part-{tile:05d}.parquet",
+                                        batch_size=batch_size, tile_edges=tile_edges)
             yield kind, i, rows
     return run
 

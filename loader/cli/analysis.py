@@ -112,8 +112,11 @@ def query(name_or_file, model, params, fmt, list_, timeout, allow_incomplete, st
 @click.command()
 @click.option("--name", "-n", help="model name in Neo4j (with --trace: the trace's model)")
 @loaded_selection_options
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="FILE.graphml or FILE.graphml.gz")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="FILE.graphml, FILE.graphml.gz, or a dataset DIR with --format parquet")
+@click.option("--format", "fmt", type=click.Choice(["graphml", "parquet"]),
+              help="default: graphml for .graphml/.graphml.gz outputs; parquet: a dataset "
+                   "directory like `export --format parquet` writes")
 @click.option("--max-edges", type=int, help="refuse selections with more edges (default: none)")
 @click.option("--allow-incomplete", is_flag=True,
               help="read a model whose state is not complete (a partial graph) instead of "
@@ -125,9 +128,10 @@ def query(name_or_file, model, params, fmt, list_, timeout, allow_incomplete, st
               help="with --trace: only active neurons, the edges between them, and the chosen "
                    "edge of each max/min neuron")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def pull(name, layer_range, cone, cypher, params, output, max_edges, allow_incomplete,
+def pull(name, layer_range, cone, cypher, params, output, fmt, max_edges, allow_incomplete,
          trace_name, active_only, quiet):
-    """Stream a loaded model (or a selection of it) from Neo4j into a GraphML file.
+    """Stream a loaded model (or a selection of it) from Neo4j into a GraphML file or a
+    Parquet dataset directory.
 
     Nothing is built in memory; sizes are counted in the database first.
 
@@ -135,13 +139,26 @@ def pull(name, layer_range, cone, cypher, params, output, max_edges, allow_incom
     Example:
       weightgraph pull --name vgg16_32 --cone block3_conv3:1000:3 -o cone.graphml.gz
       weightgraph pull --name small --layers conv1:pool -o block.graphml
+      weightgraph pull --name small -o small.parquet --format parquet
       weightgraph pull --trace cat --active-only -o cat_active.graphml.gz
     """
-    from ..neo4j.pull import pull_to_graphml
+    from ..neo4j.pull import pull_to_graphml, pull_to_parquet
     from ..neo4j.queries import parse_params
 
-    if not (output.endswith(".graphml") or output.endswith(".graphml.gz")):
+    graphml_name = output.endswith(".graphml") or output.endswith(".graphml.gz")
+    fmt = fmt or ("graphml" if graphml_name else None)
+    if fmt is None:
+        raise WeightgraphError(f"say --format parquet for a dataset directory, or give a "
+                               f".graphml/.graphml.gz file: {output}")
+    if fmt == "graphml" and not graphml_name:
         raise WeightgraphError(f"output must end in .graphml or .graphml.gz: {output}")
+    if fmt == "parquet":
+        from ..sinks.parquet import check_target
+
+        if trace_name is not None:
+            raise click.UsageError("a trace pulls to GraphML (its values are node and edge "
+                                   "attributes the dataset has no columns for)")
+        check_target(output)  # before connecting
     if trace_name is not None:
         from ..neo4j.traces import pull_trace, trace_info
 
@@ -169,10 +186,11 @@ def pull(name, layer_range, cone, cypher, params, output, max_edges, allow_incom
         raise click.UsageError("choose one of --layers, --cone or --cypher")
     if params and cypher is None:
         raise click.UsageError("--param only applies to --cypher")
+    to_file = pull_to_parquet if fmt == "parquet" else pull_to_graphml
     with Database.connect() as db:
-        stats = pull_to_graphml(name, output, layers=layer_range, cone=cone, cypher=cypher,
-                                driver=db, params=parse_params(params), max_edges=max_edges,
-                                progress=not quiet, allow_incomplete=allow_incomplete)
+        stats = to_file(name, output, layers=layer_range, cone=cone, cypher=cypher,
+                        driver=db, params=parse_params(params), max_edges=max_edges,
+                        progress=not quiet, allow_incomplete=allow_incomplete)
     click.echo(f"wrote {output}: {stats['nodes']:,} nodes, {stats['edges']:,} edges in "
                f"{stats['seconds']:.1f} s ({stats['edges_per_s']:,.0f} edges/s)")
 

@@ -53,12 +53,13 @@ class NeuronOp:
         raise NotImplementedError
 
     def iter_edges_by_weight(self, batch_size: int, tile_edges: int,
-                             tiles: range | None = None) -> Iterator[Edges]:
+                             tiles: range | None = None,
+                             reuse_buffers: bool = False) -> Iterator[Edges]:
         """All edges into this layer in an order that keeps weights in long runs (for columnar
         sinks), in tiles (see :meth:`n_tiles`). Layers without shared weights have no better
         order than :meth:`iter_edges`, and are one tile."""
         if tiles is None or 0 in tiles:
-            yield from self.iter_edges(batch_size)
+            yield from self.iter_edges(batch_size, reuse_buffers=reuse_buffers)
 
     def n_tiles(self, tile_edges: int) -> int:
         return 1

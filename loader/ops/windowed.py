@@ -221,7 +221,8 @@ class WindowedOp(NeuronOp):
                     yield buf.block(b, o_sh, t_sh, i_sh, size, c0, cn, reuse_buffers)
 
     def iter_edges_by_weight(self, batch_size: int, tile_edges: int,
-                             tiles: range | None = None) -> Iterator[Edges]:
+                             tiles: range | None = None,
+                             reuse_buffers: bool = False) -> Iterator[Edges]:
         """Every edge of the layer, *weight-major* within tiles of output positions.
 
         The output positions are cut into tiles of about ``tile_edges`` edges (never less than
@@ -238,6 +239,8 @@ class WindowedOp(NeuronOp):
         tile's positions for one tap is never split. ``tiles`` restricts the stream to those
         tile numbers (``range(n_tiles(tile_edges))`` is all): the shards of a distributed
         enumeration, whose output does not depend on how they are spread over tasks.
+        ``reuse_buffers``: every batch is written into the same arrays (valid until the next
+        one is asked for), which spares the allocation and page faults of fresh ones.
         """
         pairs = [np.concatenate(parts) if len(parts) > 1 else parts[0]
                  for parts in zip(*((o, t, i, np.ones(0) if s is None else s)
@@ -253,6 +256,7 @@ class WindowedOp(NeuronOp):
         combos = self.per_pair
         kernel = None if self.kernel is None else self.kernel.reshape(len(self.kernel), combos)
         cout, cin = self.cout, self.cin
+        buffers = None
         for t in tiles if tiles is not None else range(-(-n_pos // tile)):
             p0 = t * tile
             lo, hi = np.searchsorted(out, [p0, p0 + tile])
@@ -273,23 +277,31 @@ class WindowedOp(NeuronOp):
                     grp, rest = np.divmod(q, self.cin_g * self.cout_g)
                     c, o = np.divmod(rest, self.cout_g)
                     src_chan = grp * self.cin_g + c
-                    dst = dst_base[None, :] + (grp * self.cout_g + o)[:, None]
+                    shape = (len(q), n)
+                    if reuse_buffers:
+                        size = shape[0] * shape[1]
+                        if buffers is None or len(buffers[0]) < size:
+                            buffers = (np.empty(size, np.int64), np.empty(size, np.int64),
+                                       np.empty(size, np.float32))
+                        src, dst, w = (x[:size].reshape(shape) for x in buffers)
+                    else:
+                        src, dst, w = (np.empty(shape, np.int64), np.empty(shape, np.int64),
+                                       np.empty(shape, np.float32))
+                    np.add(dst_base[None, :], (grp * self.cout_g + o)[:, None], out=dst)
                     if self._ids2d is None:
                         src_base = self.inputs[0].offset + t_inp[a:b] * cin
-                        src = src_base[None, :] + src_chan[:, None]
+                        np.add(src_base[None, :], src_chan[:, None], out=src)
                     else:
-                        src = self._ids2d[t_inp[a:b][None, :], src_chan[:, None]]
+                        src[...] = self._ids2d[t_inp[a:b][None, :], src_chan[:, None]]
                     if kernel is not None:
-                        w = np.broadcast_to(kernel[int(t_tap[a]), q0:q0 + len(q)][:, None],
-                                            dst.shape)
+                        w[...] = kernel[int(t_tap[a]), q0:q0 + len(q)][:, None]
                         if t_scale is not None:
-                            w = w * t_scale[a:b][None, :]
+                            w *= t_scale[a:b][None, :]
                     elif t_scale is not None:
-                        w = np.broadcast_to(t_scale[a:b][None, :], dst.shape)
+                        w[...] = t_scale[a:b][None, :]
                     else:
-                        w = np.ones(dst.shape, np.float32)
-                    src, dst = src.reshape(-1), dst.reshape(-1)
-                    w = np.ascontiguousarray(w, dtype=np.float32).reshape(-1)
+                        w.fill(1.0)
+                    src, dst, w = src.reshape(-1), dst.reshape(-1), w.reshape(-1)
                     if self._filter_zero:
                         real = src >= 0
                         if not real.all():

@@ -4,25 +4,59 @@ Layout (Hive-partitioned by the layer's position, so engines read one layer with
 
     DIR/graph.json                                 name, selection, layers, counts, contract
     DIR/nodes/layer_index=K/part-0.parquet         id, layer, index, op, bias, activation
-    DIR/edges/layer_index=K/part-0.parquet         src, dst, weight   (edges entering layer K)
+    DIR/edges/layer_index=K/part-TTTTT.parquet     src, dst, weight   (edges entering layer K,
+                                                   one file per tile; a stream: part-0)
 
 ``layer_index`` is not stored in the files: it is the partition key, read from the path by
 pyarrow (``partitioning="hive"``), DuckDB (``hive_partitioning=true``), Spark and Polars.
 Widths: ``id``, ``index``, ``src``, ``dst`` int64; ``layer_index`` int32; ``bias`` and
-``weight`` float32 (the values the graph is made of, bit for bit); strings UTF-8.
+``weight`` float32 (the values the graph is made of, bit for bit); strings UTF-8. Edge columns
+are required (never null).
 
-Measured by ``bench/bench_parquet.py`` on the shared 2-core VM (pyarrow 26, one process, the
-VM at load average 7-11 from other work): all 14,975,945,472 edges of VGG16 at 224x224 in
-25.2 min, **2.99 GB, 0.20 bytes per edge** (goal 0.5), 9.9M edges/s wall clock (goal 100M: not
-reached; at most 463 CPU-seconds for the whole process, so >= 32M edges per CPU-second). Same
-run, first 8M edges of block1_conv2, block3_conv2, block5_conv1 and fc1: ``pq.write_table``
-defaults 3.54 bytes/edge at 20.5M edges/s, these settings 1.04 at 12.9M edges/s (fc1's
-distinct weights dominate the sample), our GraphML writer 91 bytes at 0.5M. Then DuckDB over
-the dataset: edges and weight sum per layer over all 15e9 edges 36.7 s; the 10 strongest edges
-into one block1_conv2 neuron 0.34 s (row groups pruned on ``dst``).
+Measured by ``bench/bench_parquet.py`` on the shared 2-core VM (pyarrow 26), 2026-11-28, the VM
+at load average 11-17 from four other engineers' work (wall clock is what was left over; the
+CPU-seconds are the steadier figure): all 14,975,945,472 edges of VGG16 at 224x224, ``fast``,
+2 workers, in 21.2 min wall: **4.14 GB, 0.276 bytes per edge** (goal 0.5), 11.8M edges/s wall
+clock (goal 100M: not reached here), **307 CPU-seconds in all = 48.7M edges per CPU-second**,
+so about 97M edges/s on two idle cores (the previous writer, delta + zstd in one process:
+>= 463 CPU-seconds, 32M edges per CPU-second, 2.99 GB). Then DuckDB over that dataset: edges
+and weight sum per layer over all 15e9 edges 94 s wall (39 s CPU; goal 60), the in-degree
+histogram of block5_conv1 32 s, the 10 strongest edges into one block1_conv2 neuron 0.89 s
+(goal 1 s; row groups pruned on ``dst``).
 
-Edge order and encodings, chosen by measurement (one column of 16M edges of VGG16
-``block3_conv2`` at 224x224 written alone; values per second and bytes per value):
+Same run, the writer alone on the first 8M edges of block1_conv2, block3_conv2, block5_conv1
+and fc1 (the same batches for every variant; M edges per CPU-second, bytes/edge; fc1's
+distinct weights dominate the sizes of the sample):
+
+=============================================  =========  ==========
+variant                                        M/CPU-s    bytes/edge
+=============================================  =========  ==========
+``pq.write_table`` defaults (the baseline)     27.5       3.56
+same, the enumerator's natural order           22.8       3.49
+**fast** (default)                             76.7       1.15
+**compact**                                    49.0       1.04
+compact with statistics on every column        46.1       1.04
+compact with nullable columns                  41.3       1.04
+fast with zstd level 1 on the ids too          63.9       1.07
+fast with BYTE_STREAM_SPLIT weights            73.9       1.15
+compact with lz4 ids                           54.7       1.07
+compact with RLE_DICTIONARY weights            28.8       1.19
+compact with 8 MiB data pages                  45.8       1.04
+our GraphML writer                             1.5        91.3
+=============================================  =========  ==========
+
+and the weight-major enumeration alone 88.6M edges per CPU-second: at 48.7M per CPU-second
+end to end, the enumeration was then about half of the export's time. Since then it writes
+into preallocated (for shards: reused) arrays, 300-400M edges per CPU-second alone on three
+VGG16 layers (180-290 before); end to end (VGG16 at 112x112, block1_conv2..block3_conv1, 1.36e9
+edges, 2 workers, fast) 55.6 against 59.2M edges per CPU-second before: no change measurable
+at load 6-24. Per layer (8M edges,
+load ~7): fast 0.20 / 0.43 bytes per edge on block1_conv2 / block5_conv1, compact 0.063 / 0.29.
+Reading (VGG16 at 112x112, block1_conv2 alone, 457M edges, 2 workers, load 11): fast 0.216
+bytes/edge at 13.8M edges/s wall, compact 0.078 at 9.9M; DuckDB count + weight sum 0.84-0.89 s
+CPU for either, ``sum(src), sum(dst)`` 3.1 s CPU (fast) against 2.3-2.5 s (compact).
+
+Edge order and encodings, chosen by measurement:
 
 * Order: **weight-major within tiles of output positions**
   (:meth:`loader.ops.windowed.WindowedOp.iter_edges_by_weight`): a kernel entry's edges are
@@ -30,13 +64,19 @@ Edge order and encodings, chosen by measurement (one column of 16M edges of VGG1
   ``src``/``dst`` step by a constant along each run. The enumerator's own order (pair by pair,
   all channels) repeats a whole kernel slab per position instead: ``pq.write_table`` defaults
   took 1.84 bytes/edge on ``block1_conv2`` and 3.58 on ``block5_conv1`` in that order.
-* ``src``, ``dst``: ``DELTA_BINARY_PACKED`` + zstd: 0.04 bytes/value at ~105M values/s
-  (PLAIN + zstd 0.85 bytes at 44M/s; delta alone 1.8 bytes; delta + lz4 0.08 at 120M/s).
-* ``weight``: PLAIN + zstd: 0.075 bytes/value at 220M values/s; dictionary (RLE) + zstd was
-  0.087 at 115M/s (and it needs a dictionary page as large as a layer's kernel, or it falls
-  back to PLAIN: 3.9 bytes/edge on ``block5_conv1``); BYTE_STREAM_SPLIT + zstd 0.086 at 186M/s.
-* Row groups: one enumerator batch (about 1M edges). Statistics on every column, so a filter on
-  ``dst`` skips the row groups of other tiles.
+* Ids (``fast``): BYTE_STREAM_SPLIT + lz4 (a progression's high bytes are constant streams);
+  (``compact``): DELTA_BINARY_PACKED + zstd, 0.04 bytes/value but pyarrow's delta encoder
+  runs at ~100M values/s, the slowest step of the old writer.
+* ``weight``: PLAIN + zstd: 0.075 bytes/value at 220M values/s; dictionary (RLE) is slower and
+  needs a dictionary page as large as a layer's kernel (else it falls back to PLAIN);
+  BYTE_STREAM_SPLIT saves nothing.
+* Statistics (min/max) on ``src`` and ``dst`` only, so a filter on ``dst`` skips the row groups
+  of other tiles; on ``weight`` they cost ~30% of the writer's time and prune nothing asked.
+* Row groups: one enumerator batch (about 1M edges); files: one per tile (64M edges), so
+  ``workers`` processes write tiles at once with the same output as one process.
+* Not reached with pyarrow's encoders: 100M edges/s on this machine's two shared cores. The
+  next step would be writing the pages of a run directly from its (first id, step, length,
+  weight) without materialising the edges (hand-written Parquet pages), not tried.
 
 Nodes are few (VGG16: 15M nodes for 15e9 edges); they use the defaults plus zstd.
 """
@@ -58,7 +98,8 @@ from .base import BatchSink
 from .graphml import _json_scalar
 
 __all__ = ["ParquetDatasetWriter", "write_parquet", "check_target", "is_dataset",
-           "dataset_bytes", "DATASET_FORMAT", "DATASET_VERSION", "EDGE_TILE"]
+           "dataset_bytes", "edge_shards", "write_edge_shard", "DATASET_FORMAT",
+           "DATASET_VERSION", "EDGE_TILE", "EDGE_ENCODINGS", "DEFAULT_ENCODING"]
 
 DATASET_FORMAT = "weightgraph-parquet"
 DATASET_VERSION = 1
@@ -79,14 +120,40 @@ def _schemas():
     nodes = pa.schema([("id", pa.int64()), ("layer", pa.string()), ("index", pa.int64()),
                        ("op", pa.string()), ("bias", pa.float32()),
                        ("activation", pa.string())])
-    edges = pa.schema([("src", pa.int64()), ("dst", pa.int64()), ("weight", pa.float32())])
+    # Required (non-nullable) columns: an edge always has all three, and the writer then
+    # skips definition levels (+10% edges per CPU-second, measured).
+    edges = pa.schema([pa.field("src", pa.int64(), nullable=False),
+                       pa.field("dst", pa.int64(), nullable=False),
+                       pa.field("weight", pa.float32(), nullable=False)])
     return nodes, edges
 
 
-_EDGE_OPTIONS = dict(use_dictionary=False, compression="zstd",
-                     column_encoding={"src": "DELTA_BINARY_PACKED",
-                                      "dst": "DELTA_BINARY_PACKED", "weight": "PLAIN"})
+# Column encodings of the edges, by name (see the module notes for the measurements). Both keep
+# min/max statistics on src and dst (row-group pruning for questions about one neuron) and
+# none on weight (they cost ~30% of the writer's time and no query here prunes on weight).
+EDGE_ENCODINGS = {
+    # Ids split into byte streams (a progression's high bytes are constant) and lz4, weights
+    # PLAIN + zstd level 1: the fastest measured that keeps the whole VGG16 under 0.5 B/edge.
+    "fast": dict(use_dictionary=False, write_statistics=["src", "dst"],
+                 compression={"src": "lz4", "dst": "lz4", "weight": "zstd"},
+                 compression_level={"weight": 1},
+                 column_encoding={"src": "BYTE_STREAM_SPLIT", "dst": "BYTE_STREAM_SPLIT",
+                                  "weight": "PLAIN"}),
+    # Delta-encoded ids + zstd: about half the bytes, about 60% of the speed.
+    "compact": dict(use_dictionary=False, write_statistics=["src", "dst"], compression="zstd",
+                    column_encoding={"src": "DELTA_BINARY_PACKED",
+                                     "dst": "DELTA_BINARY_PACKED", "weight": "PLAIN"}),
+}
+DEFAULT_ENCODING = "fast"
 _NODE_OPTIONS = dict(compression="zstd")
+
+
+def _edge_options(encoding: str) -> dict:
+    try:
+        return EDGE_ENCODINGS[encoding]
+    except KeyError:
+        raise WeightgraphError(f"unknown Parquet edge encoding {encoding!r}: choose one of "
+                               f"{', '.join(EDGE_ENCODINGS)}") from None
 
 
 def _node_table(batch: NodeBatch):
@@ -108,18 +175,23 @@ def _node_table(batch: NodeBatch):
 def _edge_table(batch: EdgeBatch):
     import pyarrow as pa
 
-    return pa.Table.from_arrays([pa.array(batch.src), pa.array(batch.dst),
-                                 pa.array(batch.weight)], schema=_schemas()[1])
+    # Zero-copy views of the enumerator's arrays (a pulled graph's float64 weights are float32
+    # values widened exactly, so narrowing them back is exact).
+    return pa.Table.from_arrays([pa.array(np.asarray(batch.src, np.int64)),
+                                 pa.array(np.asarray(batch.dst, np.int64)),
+                                 pa.array(np.asarray(batch.weight, np.float32))],
+                                schema=_schemas()[1])
 
 
-def write_part(path: str | os.PathLike, kind: str, batches) -> int:
+def write_part(path: str | os.PathLike, kind: str, batches,
+               encoding: str = DEFAULT_ENCODING) -> int:
     """Write node or edge batches (``kind`` ``nodes`` / ``edges``) to one Parquet file of a
     dataset, with the dataset's schema and encodings; returns the rows written. The parts of a
-    distributed export (``loader.analysis.spark``) are written with it."""
+    parallel or distributed export (``loader.analysis.spark``) are written with it."""
     import pyarrow.parquet as pq
 
     schema, options = ((_schemas()[0], _NODE_OPTIONS) if kind == "nodes"
-                       else (_schemas()[1], _EDGE_OPTIONS))
+                       else (_schemas()[1], _edge_options(encoding)))
     table_of = _node_table if kind == "nodes" else _edge_table
     rows = 0
     with pq.ParquetWriter(path, schema, **options) as writer:
@@ -160,12 +232,14 @@ def temporary_dir(path: Path) -> Path:
 class ParquetDatasetWriter(BatchSink):
     """Write a neuron graph to a Parquet dataset directory, batch by batch, in bounded memory.
 
-    Batches must come grouped by layer (as every ``NeuronGraph`` stream does): one file per
-    layer and kind is open at a time. Everything goes to a hidden temporary directory next to
-    ``path``, renamed to ``path`` by :meth:`close`; on an error, a kill, or :meth:`discard`,
-    ``path`` is untouched (a killed process leaves only the hidden ``.NAME.*.tmp`` directory).
-    An existing dataset at ``path`` is replaced on close; any other existing directory is
-    refused.
+    Batches may come in any order of layers (a pull from Neo4j interleaves them): each layer
+    and kind has one file, open until :meth:`close`, and every batch is one row group of it.
+    An edge batch whose ``layer_index`` is unknown (negative) is split by the layer of its
+    ``dst``, from the ``offset`` and ``neurons`` of ``graph_data["layers"]``.
+    Everything goes to a hidden temporary directory next to ``path``, renamed to ``path`` by
+    :meth:`close`; on an error, a kill, or :meth:`discard`, ``path`` is untouched (a killed
+    process leaves only the hidden ``.NAME.*.tmp`` directory). An existing dataset at ``path``
+    is replaced on close; any other existing directory is refused.
 
     Parameters
     ----------
@@ -173,6 +247,10 @@ class ParquetDatasetWriter(BatchSink):
         The dataset directory.
     graph_data : dict
         ``NeuronGraph.graph_data()``: the model ``name``, ``selection`` and ``layers``.
+    edge_order : str
+        Recorded in ``graph.json``.
+    encoding : str
+        A key of :data:`EDGE_ENCODINGS`.
 
     Examples
     --------
@@ -181,56 +259,83 @@ class ParquetDatasetWriter(BatchSink):
     ...     for batch in g.iter_edge_batches(by_weight=EDGE_TILE): out.write_edges(batch)
     """
 
-    def __init__(self, path: str | os.PathLike, graph_data: dict, *, edge_order: str = "natural"):
+    def __init__(self, path: str | os.PathLike, graph_data: dict, *, edge_order: str = "natural",
+                 encoding: str = DEFAULT_ENCODING):
         self.path = Path(path)
         check_target(self.path)
+        _edge_options(encoding)
         self.graph_data = graph_data
         self.edge_order = edge_order
+        self.encoding = encoding
         self.nodes_written = 0
         self.edges_written = 0
         self.layer_counts: dict[int, list[int]] = {}
         self._tmp = temporary_dir(self.path)
-        self._open = {"nodes": None, "edges": None}  # kind -> (layer_index, pq.ParquetWriter)
+        self._open: dict[tuple[str, int], object] = {}  # (kind, layer_index) -> ParquetWriter
+        self._layer_starts = None  # sorted (offset, layer_index) for batches without a layer
         self._closed = False
 
     # ------------------------------------------------------------------ writing
+    def part_path(self, kind: str, layer_index: int, part: str) -> Path:
+        """A new file ``kind/layer_index=K/part-PART.parquet`` in the temporary directory,
+        for parts written elsewhere (:func:`write_edge_shard`); count them with
+        :meth:`add_rows`."""
+        folder = self._tmp / kind / f"layer_index={int(layer_index)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"part-{part}.parquet"
+
+    def add_rows(self, kind: str, layer_index: int, rows: int) -> None:
+        """Count rows that a part written at :meth:`part_path` holds."""
+        self.layer_counts.setdefault(int(layer_index), [0, 0])[1 if kind == "edges" else 0] += rows
+        if kind == "edges":
+            self.edges_written += rows
+        else:
+            self.nodes_written += rows
+
     def _writer(self, kind: str, layer_index: int):
         import pyarrow.parquet as pq
 
-        current = self._open[kind]
-        if current is not None and current[0] == layer_index:
-            return current[1]
-        if current is not None:
-            current[1].close()
-        folder = self._tmp / kind / f"layer_index={int(layer_index)}"
-        if folder.exists():
-            raise ValueError(f"{kind} of layer {layer_index} came in two separate runs")
-        folder.mkdir(parents=True)
-        schema, options = ((_schemas()[0], _NODE_OPTIONS) if kind == "nodes"
-                           else (_schemas()[1], _EDGE_OPTIONS))
-        writer = pq.ParquetWriter(folder / "part-0.parquet", schema, **options)
-        self._open[kind] = (layer_index, writer)
-        return writer
+        key = (kind, int(layer_index))
+        if key not in self._open:
+            schema, options = ((_schemas()[0], _NODE_OPTIONS) if kind == "nodes"
+                               else (_schemas()[1], _edge_options(self.encoding)))
+            self._open[key] = pq.ParquetWriter(self.part_path(kind, layer_index, "0"), schema,
+                                               **options)
+        return self._open[key]
 
     def write_nodes(self, batch: NodeBatch) -> None:
         """Append the neurons of ``batch`` to its layer's node file."""
-        n = len(batch)
-        if n == 0:
+        if len(batch) == 0:
             return
         self._check_open()
         self._writer("nodes", batch.layer_index).write_table(_node_table(batch))
-        self.nodes_written += n
-        self.layer_counts.setdefault(int(batch.layer_index), [0, 0])[0] += n
+        self.add_rows("nodes", batch.layer_index, len(batch))
 
     def write_edges(self, batch: EdgeBatch) -> None:
         """Append the edges of ``batch`` (one row group) to its layer's edge file."""
-        n = len(batch)
-        if n == 0:
+        if len(batch) == 0:
             return
         self._check_open()
+        if batch.layer_index < 0:
+            for part in self._split_by_layer(batch):
+                self.write_edges(part)
+            return
         self._writer("edges", batch.layer_index).write_table(_edge_table(batch))
-        self.edges_written += n
-        self.layer_counts.setdefault(int(batch.layer_index), [0, 0])[1] += n
+        self.add_rows("edges", batch.layer_index, len(batch))
+
+    def _split_by_layer(self, batch: EdgeBatch):
+        if self._layer_starts is None:
+            rows = sorted((int(l["offset"]), int(l["index"]), int(l["neurons"]))
+                          for l in self.graph_data["layers"] if l.get("offset") is not None)
+            self._layer_starts = np.array([r[:2] for r in rows], dtype=np.int64).reshape(-1, 2)
+        starts, indexes = self._layer_starts[:, 0], self._layer_starts[:, 1]
+        owner = np.searchsorted(starts, batch.dst, side="right") - 1
+        if (owner < 0).any():
+            raise WeightgraphError(f"edge into neuron {int(batch.dst[owner < 0][0])}, which "
+                                   "no layer of the graph holds")
+        for o in np.unique(owner):
+            sel = owner == o
+            yield EdgeBatch(batch.src[sel], batch.dst[sel], batch.weight[sel], int(indexes[o]))
 
     # ------------------------------------------------------------------ finishing
     def close(self) -> Path:
@@ -260,10 +365,8 @@ class ParquetDatasetWriter(BatchSink):
             shutil.rmtree(self._tmp, ignore_errors=True)
 
     def _close_files(self) -> None:
-        for kind, current in self._open.items():
-            if current is not None:
-                self._open[kind] = None
-                current[1].close()
+        while self._open:
+            self._open.popitem()[1].close()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -331,8 +434,76 @@ def _replace_dir(new: Path, path: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def edge_shards(graph, tile_edges: int = EDGE_TILE) -> list[tuple[int, int]]:
+    """``(layer_index, tile)`` for every shard of a graph's edges in the weight-major order: a
+    tile of a whole layer's output positions, or (a layer cut by a selection) the layer as
+    tile 0. A shard's rows depend on the shard alone, so shards can be written by any process,
+    in any order (:func:`write_parquet` with ``workers``, ``loader.analysis.spark``)."""
+    return [(i, t) for i in sorted(graph.edge_masks)
+            for t in (range(graph.entries[i].op.n_tiles(tile_edges))
+                      if graph.edge_masks[i] is None else range(1))]
+
+
+def write_edge_shard(graph, layer_index: int, tile: int, path: str | os.PathLike, *,
+                     batch_size: int = 1 << 20, tile_edges: int = EDGE_TILE,
+                     encoding: str = DEFAULT_ENCODING) -> int:
+    """Write the edges of one shard (:func:`edge_shards`) to the Parquet file ``path``;
+    returns the rows written."""
+    if graph.edge_masks[layer_index] is None:
+        op = graph.entries[layer_index].op
+        # One buffer for every batch: each is encoded before the next one is made.
+        batches = (EdgeBatch(s, d, w, layer_index) for s, d, w in
+                   op.iter_edges_by_weight(batch_size, tile_edges, range(tile, tile + 1),
+                                           reuse_buffers=True))
+    else:
+        batches = graph.iter_edge_batches(batch_size, layers=[layer_index], by_weight=tile_edges)
+    return write_part(path, "edges", batches, encoding)
+
+
+# The graph a forked worker of write_parquet enumerates (inherited, never pickled).
+_FORK_GRAPH = None
+
+
+def _shard_job(args) -> tuple[int, int]:
+    layer_index, tile, path, options = args
+    return layer_index, write_edge_shard(_FORK_GRAPH, layer_index, tile, path, **options)
+
+
+def _die_with_parent() -> None:
+    # A worker of a killed export must not keep writing into its temporary directory.
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _run_shards(graph, jobs: list, workers: int):
+    """Yield ``(layer_index, rows)`` per job, from ``workers`` forked processes (or this one)."""
+    global _FORK_GRAPH
+    if workers <= 1 or len(jobs) <= 1:
+        _FORK_GRAPH = graph
+        try:
+            yield from map(_shard_job, jobs)
+        finally:
+            _FORK_GRAPH = None
+        return
+    import multiprocessing
+
+    _FORK_GRAPH = graph
+    try:
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(min(workers, len(jobs)), initializer=_die_with_parent) as pool:
+            yield from pool.imap_unordered(_shard_job, jobs)
+    finally:
+        _FORK_GRAPH = None
+
+
 def write_parquet(graph, path: str | os.PathLike, *, batch_size: int = 1 << 20,
-                  tile_edges: int = EDGE_TILE, progress: bool = True) -> dict:
+                  tile_edges: int = EDGE_TILE, encoding: str = DEFAULT_ENCODING,
+                  workers: int = 1, progress: bool = True) -> dict:
     """Stream a :class:`~loader.graph.NeuronGraph` to a Parquet dataset directory.
 
     Parameters
@@ -344,7 +515,13 @@ def write_parquet(graph, path: str | os.PathLike, *, batch_size: int = 1 << 20,
     batch_size : int
         Edges per batch and row group.
     tile_edges : int
-        Edges per tile of output positions in the weight-major order (see the module notes).
+        Edges per tile of output positions in the weight-major order (see the module notes);
+        each tile is one file ``part-TTTTT.parquet`` of its layer.
+    encoding : str
+        ``fast`` (default) or ``compact``: see :data:`EDGE_ENCODINGS`.
+    workers : int
+        Processes writing tiles at once (forked from this one; Linux and macOS). The dataset's
+        rows and files do not depend on it.
     progress : bool
         Show a progress bar over the edges on stderr.
 
@@ -357,7 +534,7 @@ def write_parquet(graph, path: str | os.PathLike, *, batch_size: int = 1 << 20,
     Examples
     --------
     >>> g = NeuronGraph.from_model("vgg16", weights=None, input_shape=(32, 32, 3))
-    >>> stats = write_parquet(g, "vgg16_32.parquet")
+    >>> stats = write_parquet(g, "vgg16_32.parquet", workers=2)
     >>> stats["edges"] == g.n_edges
     True
     """
@@ -365,14 +542,18 @@ def write_parquet(graph, path: str | os.PathLike, *, batch_size: int = 1 << 20,
 
     start = time.perf_counter()
     n_nodes, n_edges = graph.n_nodes, graph.n_edges
-    with ParquetDatasetWriter(path, graph.graph_data(), edge_order="weight-major") as writer, \
+    options = dict(batch_size=batch_size, tile_edges=tile_edges, encoding=encoding)
+    with ParquetDatasetWriter(path, graph.graph_data(), edge_order="weight-major",
+                              encoding=encoding) as writer, \
             progress_bar(n_edges, f"Parquet {Path(path).name}", enabled=progress,
                          unit="edge") as bar:
         for nodes in graph.iter_node_batches(batch_size):
             writer.write_nodes(nodes)
-        for edges in graph.iter_edge_batches(batch_size, by_weight=tile_edges):
-            writer.write_edges(edges)
-            bar.update(len(edges))
+        jobs = [(i, t, writer.part_path("edges", i, f"{t:05d}"), options)
+                for i, t in edge_shards(graph, tile_edges)]
+        for layer_index, rows in _run_shards(graph, jobs, workers):
+            writer.add_rows("edges", layer_index, rows)
+            bar.update(rows)
         if (writer.nodes_written, writer.edges_written) != (n_nodes, n_edges):
             raise WeightgraphError(
                 f"{graph.name}: streamed {writer.nodes_written:,} nodes and "
