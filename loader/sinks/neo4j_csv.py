@@ -22,7 +22,7 @@ from .text import (GZIP_LEVEL, FloatText, Output, TextBuilder, decimal_columns, 
 NODE_HEADER = ("neuron:ID,model,id:long,layer,layer_index:int,index:long,op,bias:double,"
                "activation\n")
 REL_HEADER = ":START_ID,:END_ID,weight:double\n"
-CHANNEL_NODE_HEADER = ("channel:ID,model,id:long,layer,layer_index:int,channel:long,op,"
+CHANNEL_NODE_HEADER = (":ID,model,id:long,layer,layer_index:int,channel:long,op,"
                        "neurons:long,bias:double,activation\n")
 # neo4j-admin's array delimiter is ';'. An empty cell is no property: bias and activation where
 # the channel's neurons differ, kernel on parameter-free layers.
