@@ -266,3 +266,37 @@ def test_load_command_at_channel_granularity(driver, model_name, tmp_path):
     again = CliRunner().invoke(main, ["load", str(path), "--granularity", "channel",
                                       "--name", name, "--quiet"])
     assert again.exit_code != 0 and "already in Neo4j" in again.output
+
+
+def test_channel_statistics_equal_networkx_on_the_graph_and_on_its_neo4j_load(
+        driver, model_name, tmp_path):
+    from loader.analysis.channels import analyze_channels, channel_statistics
+
+    model = channel_model()
+    cg = ChannelGraph(NeuronGraph.from_model(model))
+    G = loader.to_networkx(cg)
+    name = model_name("cha")
+    load(cg, name, driver=driver)
+    pr = nx.pagerank(G, weight="weight")
+    for source in (cg, name):
+        st = channel_statistics(source, driver=driver)
+        for n in G.nodes:
+            assert st.in_degree[n] == G.in_degree(n) and st.out_degree[n] == G.out_degree(n)
+            assert st.in_strength[n] == pytest.approx(G.in_degree(n, weight="weight"))
+            assert st.out_strength[n] == pytest.approx(G.out_degree(n, weight="weight"))
+            assert st.pagerank[n] == pytest.approx(pr[n], rel=1e-4)
+        for s in st.layers:
+            ids = [n for n, a in G.nodes(data=True) if a["layer"] == s.layer["name"]]
+            ws = [a["weight"] for _, _, a in G.in_edges(ids, data=True)]
+            assert s.neurons == len(ids) and s.edges == len(ws)
+            if ws:
+                assert (s.min, s.max) == (min(ws), max(ws))
+                assert s.mean == pytest.approx(np.mean(ws)) and s.counts.sum() == len(ws)
+    out = analyze_channels(name, tmp_path / "r", driver=driver)
+    text = out.read_text()
+    assert "PageRank per layer" in text and f"{cg.n_edges:,} channel edges" in text
+    assert {p.name for p in (tmp_path / "r").glob("*.png")} >= {
+        "weights.png", "degree.png", "strength.png", "pagerank.png"}
+    result = CliRunner().invoke(main, ["analyze", "--name", name, "-o", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "c" / "pagerank.png").stat().st_size > 0

@@ -217,8 +217,11 @@ def pull(name, layer_range, cone, cypher, params, output, max_edges, allow_incom
               help="with --trace INPUT: the neuron contributions go to (default: --neuron)")
 @click.option("--preprocess", type=click.Choice(["auto", "none", "caffe", "tf", "torch"]),
               default="auto", show_default=True, help="with --trace INPUT: as for `trace`")
+@click.option("--granularity", type=click.Choice(["neuron", "channel"]), default=None,
+              help="channel: the whole channel graph's report (weights, degree and strength, "
+                   "PageRank per layer); a channel model in Neo4j gets it by itself")
 def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir, fmt, metrics,
-            max_cost, max_edges, allow_incomplete, trace, target, preprocess):
+            max_cost, max_edges, allow_incomplete, trace, target, preprocess, granularity):
     """Write an analysis report (Markdown or HTML, with PNG plots) of a neuron graph.
 
     MODEL may also be a Parquet dataset directory (`export --format parquet`): then the
@@ -240,6 +243,8 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
       weightgraph analyze vgg16 --neuron block5_pool:0 --trace cat.jpg \\
           --target predictions:281 --metrics "" -o report/
       weightgraph analyze --name vgg16_32 --neuron block2_pool:5 --trace cat -o report/
+      weightgraph analyze vgg16 --weights none --granularity channel -o report/
+      weightgraph analyze --name vgg16_ch -o report/     # a channel model in Neo4j
     """
     from ..analysis.report import analyze as run_analysis
 
@@ -252,6 +257,25 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
         from ..analysis.dataset import write_statistics
 
         click.echo(f"wrote {write_statistics(model, out_dir)}")
+        return
+    if granularity == "channel" or (granularity is None and name is not None
+                                    and _is_channel_model(name)):
+        if trace is not None or neuron is not None or subgraph is not None:
+            raise click.UsageError("the channel report takes no --neuron, --subgraph or "
+                                   "--trace (it covers the whole channel graph)")
+        from ..analysis.channels import analyze_channels
+
+        if name is not None:
+            with Database.connect() as db:
+                path = analyze_channels(name, out_dir, fmt=fmt, driver=db,
+                                        allow_incomplete=allow_incomplete)
+        else:
+            from ..graph.channels import ChannelGraph
+
+            path = analyze_channels(ChannelGraph.from_model(
+                model, weights=weights, input_shape=input_shape, include_top=not no_top),
+                out_dir, fmt=fmt)
+        click.echo(f"wrote {path}")
         return
     if neuron is None:
         raise click.UsageError("--neuron LAYER:INDEX is required (but for a Parquet dataset)")
@@ -284,6 +308,13 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
         if db is not None:
             db.close()
     click.echo(f"wrote {path}")
+
+
+def _is_channel_model(name: str) -> bool:
+    from ..neo4j.models import model_info
+
+    with Database.connect() as db:
+        return model_info(db, name).get("granularity") == "channel"
 
 
 # ---------------------------------------------------------------------------- sql
