@@ -1,6 +1,6 @@
 """The channel graph in Neo4j: ``(:Channel)-[:CW {weight, edges, total, kernel}]->(:Channel)``
-loaded online (exactly once, resumable), verified, pulled back and deleted; named queries on a
-channel model.
+loaded online (exactly once, resumable), verified, pulled back and deleted; named queries, the
+channel report's statistics, and (no Neo4j) the channel Parquet dataset.
 
 Oracles: the loaded graph is read back with plain Cypher (no weightgraph reader) and compared
 with the neuron graph aggregated by (layer, channel) with numpy (tests/test_channels.py) and
@@ -300,3 +300,41 @@ def test_channel_statistics_equal_networkx_on_the_graph_and_on_its_neo4j_load(
     result = CliRunner().invoke(main, ["analyze", "--name", name, "-o", str(tmp_path / "c")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "c" / "pagerank.png").stat().st_size > 0
+
+
+def test_channel_parquet_dataset_holds_the_channel_graph(tmp_path):
+    import pyarrow.parquet as pq
+
+    model = channel_model()
+    path = tmp_path / "m.keras"
+    model.save(path)
+    out = tmp_path / "ch.parquet"
+    result = CliRunner().invoke(main, ["export", str(path), "--granularity", "channel",
+                                       "-o", str(out), "--format", "parquet", "--quiet"])
+    assert result.exit_code == 0, result.output
+    cg = ChannelGraph(NeuronGraph.from_model(keras.models.load_model(path)))
+    H = loader.to_networkx(cg)
+    meta = json.loads((out / "graph.json").read_text())
+    assert (meta["granularity"], meta["nodes"], meta["edges"]) == ("channel", cg.n_nodes,
+                                                                    cg.n_edges)
+    edges = pq.read_table(out / "edges").to_pylist()
+    assert len(edges) == cg.n_edges
+    for e in edges:
+        want = H.edges[e["src"], e["dst"]]
+        assert (e["edges"], e["total"], e["weight"]) == (want["edges"], want["total"],
+                                                         want["weight"])
+        assert e["kernel"] == want.get("kernel")  # float32 values, None without a kernel
+        assert H.nodes[e["dst"]]["layer_index"] == e["layer_index"]
+    nodes = {r["id"]: r for r in pq.read_table(out / "nodes").to_pylist()}
+    assert nodes.keys() == set(H.nodes)
+    for n, a in H.nodes(data=True):
+        r = nodes[n]
+        assert (r["layer"], r["channel"], r["neurons"]) == (a["layer"], a["channel"],
+                                                            a["neurons"])
+        assert r["bias"] == a.get("bias") and r["activation"] == a.get("activation")
+    sql = CliRunner().invoke(main, ["sql", str(out), "SELECT count(*) AS n, sum(edges) AS e "
+                                                     "FROM edges", "--format", "csv"])
+    assert sql.exit_code == 0, sql.output
+    assert f"{cg.n_edges},{sum(a['edges'] for _, _, a in H.edges(data=True))}" in sql.output
+    refused = CliRunner().invoke(main, ["analyze", str(out), "-o", str(tmp_path / "r")])
+    assert refused.exit_code != 0 and "channel dataset" in refused.output

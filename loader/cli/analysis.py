@@ -254,7 +254,12 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
     from ..sinks.parquet import is_dataset
 
     if model is not None and is_dataset(model):
-        from ..analysis.dataset import write_statistics
+        from ..analysis.dataset import read_graph_json, write_statistics
+
+        if read_graph_json(model).get("granularity") == "channel":
+            raise WeightgraphError(f"{model} is a channel dataset: query it with `weightgraph "
+                                   "sql`, or write the channel report from the model "
+                                   "(`analyze MODEL --granularity channel`)")
 
         click.echo(f"wrote {write_statistics(model, out_dir)}")
         return
