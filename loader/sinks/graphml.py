@@ -27,7 +27,7 @@ import numpy as np
 from ..graph.batches import EdgeBatch, NodeBatch
 from .base import BatchSink
 from .text import (GZIP_LEVEL, Encoded, FloatText, Output, TextBuilder, decimal_columns,
-                   encode_strings, text_slices)
+                   encode_strings, shortest_texts, text_slices)
 
 __all__ = ["GraphMLWriter", "ChannelGraphMLWriter", "write_graphml", "graph_attributes"]
 
@@ -336,7 +336,7 @@ class ChannelGraphMLWriter(GraphMLWriter):
         totals = self._floats.encode(batch.total)
         if batch.kernel is not None:
             k = batch.kernel.shape[1]
-            flat = self._floats.encode(np.ascontiguousarray(batch.kernel).reshape(-1))
+            flat = shortest_texts(batch.kernel)  # kernels rarely repeat: no cache
         for rows in text_slices(n):
             parts = [
                 b'<edge source="', decimal_columns(batch.src[rows]),
