@@ -332,8 +332,10 @@ class ChannelGraphMLWriter(GraphMLWriter):
         if n == 0:
             return
         self._check_open()
-        weights = self._floats.encode(batch.weight)
-        totals = self._floats.encode(batch.total)
+        # Channel edges carry their own floats (an L1 norm, a sum, a kernel): few repeat, so
+        # no cache (see shortest_texts).
+        weights = shortest_texts(batch.weight)
+        totals = shortest_texts(batch.total)
         if batch.kernel is not None:
             k = batch.kernel.shape[1]
             flat = shortest_texts(batch.kernel)  # kernels rarely repeat: no cache

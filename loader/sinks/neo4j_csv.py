@@ -169,7 +169,7 @@ class ChannelNeo4jCSVSink(Neo4jCSVSink):
         n = len(b)
         if n == 0:
             return
-        weights, totals = self._floats.encode(b.weight), self._floats.encode(b.total)
+        weights, totals = shortest_texts(b.weight), shortest_texts(b.total)  # few repeat
         if b.kernel is not None:
             k = b.kernel.shape[1]
             flat = shortest_texts(b.kernel)  # kernels rarely repeat: no cache
