@@ -9,10 +9,7 @@ Steps, each timed with the process's peak RSS so far:
    kernels), then ``verify`` (per layer: counts and the sums of weight, edges, total and every
    kernel value). WARNING: this rebuilds the whole database of the server the settings name
    (NEO4J_URI, WEIGHTGRAPH_NEO4J_HOME): point it at a scratch server;
-3. the kernels' text, before and after: the cached ``repr`` per distinct value
-   (``FloatText``, what channel GraphML used) against Arrow's shortest formatting
-   (``shortest_texts``) on the same kernel values (block5's convolutions);
-4. baseline: the same channel aggregates by enumerating every neuron edge and summing per
+3. baseline: the same channel aggregates by enumerating every neuron edge and summing per
    (source channel, target channel) with numpy, at a smaller input (``--baseline-input``,
    default 64), whose rate is then extrapolated to 224x224's 14,975,945,472 edges.
 
@@ -72,28 +69,6 @@ def aggregate_by_enumeration(ng: NeuronGraph) -> int:
     return sum(int(np.count_nonzero(n)) for n, _ in tables.values())
 
 
-def compare_kernel_text(g: ChannelGraph) -> None:
-    """The kernels of block5's convolutions to text: before (cached repr) and after (Arrow)."""
-    from loader.sinks.text import FloatText, shortest_texts
-
-    layers = [i for i, e in enumerate(g.entries) if e.name.startswith("block5_conv")]
-    kernels = [b.kernel.reshape(-1) for b in g.iter_edge_batches(layers=layers)
-               if b.kernel is not None]
-    n = sum(len(k) for k in kernels)
-    t = time.perf_counter()
-    floats = FloatText()
-    for k in kernels:
-        floats.encode(k).rows(slice(0, len(k)))
-    before = time.perf_counter() - t
-    t = time.perf_counter()
-    for k in kernels:
-        shortest_texts(k).rows(slice(0, len(k)))
-    after = time.perf_counter() - t
-    print(f"kernel text, {n:,} values of block5: repr cached per value {before:.1f} s "
-          f"({n / before / 1e6:.2f}M/s), Arrow shortest {after:.1f} s "
-          f"({n / after / 1e6:.2f}M/s): {before / after:.1f}x")
-
-
 def bulk_into_neo4j(g: ChannelGraph) -> None:
     """Bulk-load the channel graph (rebuilds the database), verify it, delete it."""
     from loader.neo4j.db import Database
@@ -144,7 +119,6 @@ def main():
             stats = write_graphml(g, tmp / "vgg16.channels.graphml.gz", progress=False)
             print(f"GraphML: {stats['bytes'] / 2**20:.0f} MiB in {stats['seconds']:.1f} s "
                   f"({stats['edges_per_s']:,.0f} edges/s), peak {peak_gib():.2f} GiB")
-        compare_kernel_text(g)
         if args.neo4j:
             bulk_into_neo4j(g)
         if not args.top:

@@ -24,7 +24,8 @@ from loader.cli import main
 from loader.graph.channels import ChannelGraph
 from loader.graph.neuron_graph import NeuronGraph
 from loader.neo4j.load import LoadError, load
-from loader.neo4j.models import ModelIncomplete, delete_model, model_exists, verify
+from loader.neo4j.models import (ModelIncomplete, ModelStateError, delete_model, model_exists,
+                                 verify)
 from loader.neo4j.queries import run_query
 from oracle import randomise_weights
 from test_channels import aggregate_neuron_edges
@@ -208,6 +209,15 @@ def test_pull_of_a_channel_model_is_the_channel_graph(driver, model_name, tmp_pa
     assert back.number_of_edges() == cg.n_edges
     s, d, a = next((s, d, a) for s, d, a in H.edges(data=True) if "kernel" in a)
     assert json.loads(back.edges[s, d]["kernel"]) == a["kernel"]
+    # Readers of neurons refuse a channel model with one line (nothing is read as neurons).
+    from loader.analysis.report import analyze
+
+    np.save(tmp_path / "x.npy", np.zeros((7, 8, 3), "f4"))
+    with pytest.raises(ModelStateError, match="is a channel graph"):
+        loader.trace_loaded(driver, name, tmp_path / "x.npy", name=f"{name}_t",
+                            target="dense:0")
+    with pytest.raises(ModelStateError, match="is a channel graph"):
+        analyze(name, tmp_path / "r", neuron="dense:0", driver=driver)
 
 
 def test_named_queries_on_a_channel_model_match_networkx(driver, model_name):

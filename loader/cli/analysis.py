@@ -136,7 +136,9 @@ def pull(name, layer_range, cone, cypher, params, output, max_edges, allow_incom
          trace_name, active_only, quiet):
     """Stream a loaded model (or a selection of it) from Neo4j into a GraphML file.
 
-    Nothing is built in memory; sizes are counted in the database first.
+    Nothing is built in memory; sizes are counted in the database first. A channel model
+    (loaded with --granularity channel) comes out as its channel graph; --cone is then
+    LAYER:CHANNEL[:DEPTH].
 
     \b
     Example:

@@ -33,7 +33,8 @@ def ping():
 @click.option("--mode", type=click.Choice(["online", "bulk"]), default="online",
               show_default=True, help="online: Bolt transactions; bulk: neo4j-admin import "
                                       "(rebuilds the whole database)")
-@click.option("--batch-size", type=int, help="relationships per transaction (online)")
+@click.option("--batch-size", type=int, help="relationships per transaction (online; channel "
+                                             "graphs: relationships x kernel length)")
 @click.option("--workers", type=int, default=None, help="parallel writers (online)")
 @click.option("--replace", is_flag=True, help="delete an existing graph of that name first "
                                               "(bulk: everything in the database, listed "

@@ -177,6 +177,16 @@ def require_complete(db: Database, name: str, allow_incomplete: bool = False) ->
     return info
 
 
+def require_neurons(info: dict, what: str) -> dict:
+    """``info`` (a parsed Model node) if it is a neuron model; a one-line
+    :class:`ModelStateError` for a channel model, which ``what`` cannot read."""
+    if info.get("granularity") == "channel":
+        raise ModelStateError(f"model {info['name']!r} is a channel graph (--granularity "
+                              f"channel): {what} works on neuron models; load the model at "
+                              "neuron granularity for it")
+    return info
+
+
 def loaded_models(driver: Database | neo4j.Driver | None = None, *,
                   database: str | None = None) -> list[str]:
     """Names of the models in the database, sorted."""

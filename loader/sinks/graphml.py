@@ -27,7 +27,7 @@ import numpy as np
 from ..graph.batches import EdgeBatch, NodeBatch
 from .base import BatchSink
 from .text import (GZIP_LEVEL, Encoded, FloatText, Output, TextBuilder, decimal_columns,
-                   encode_strings, shortest_texts, text_slices)
+                   encode_strings, text_slices)
 
 __all__ = ["GraphMLWriter", "ChannelGraphMLWriter", "write_graphml", "graph_attributes"]
 
@@ -332,13 +332,11 @@ class ChannelGraphMLWriter(GraphMLWriter):
         if n == 0:
             return
         self._check_open()
-        # Channel edges carry their own floats (an L1 norm, a sum, a kernel): few repeat, so
-        # no cache (see shortest_texts).
-        weights = shortest_texts(batch.weight)
-        totals = shortest_texts(batch.total)
+        weights = self._floats.encode(batch.weight)
+        totals = self._floats.encode(batch.total)
         if batch.kernel is not None:
             k = batch.kernel.shape[1]
-            flat = shortest_texts(batch.kernel)  # kernels rarely repeat: no cache
+            flat = self._floats.encode(np.ascontiguousarray(batch.kernel).reshape(-1))
         for rows in text_slices(n):
             parts = [
                 b'<edge source="', decimal_columns(batch.src[rows]),

@@ -17,7 +17,7 @@ import numpy as np
 from .base import BatchSink
 from .neo4j_labels import CHANNEL, NEURON
 from .text import (GZIP_LEVEL, FloatText, Output, TextBuilder, decimal_columns, encode_strings,
-                   shortest_texts, text_slices)
+                   text_slices)
 
 NODE_HEADER = ("neuron:ID,model,id:long,layer,layer_index:int,index:long,op,bias:double,"
                "activation\n")
@@ -169,10 +169,10 @@ class ChannelNeo4jCSVSink(Neo4jCSVSink):
         n = len(b)
         if n == 0:
             return
-        weights, totals = shortest_texts(b.weight), shortest_texts(b.total)  # few repeat
+        weights, totals = self._floats.encode(b.weight), self._floats.encode(b.total)
         if b.kernel is not None:
             k = b.kernel.shape[1]
-            flat = shortest_texts(b.kernel)  # kernels rarely repeat: no cache
+            flat = self._floats.encode(np.ascontiguousarray(b.kernel).reshape(-1))
         for rows in text_slices(n):
             parts = [decimal_columns(b.src[rows]), b",", decimal_columns(b.dst[rows]), b",",
                      weights.rows(rows), b",", decimal_columns(b.edges[rows]), b",",

@@ -131,42 +131,6 @@ def _repr_texts(values: np.ndarray) -> np.ndarray:
     return np.array(joined.split(b"\0")[:-1], dtype=f"S{_FLOAT_TEXT_WIDTH}")
 
 
-def shortest_texts(values: np.ndarray) -> "Encoded":
-    """The exact text of every value, without a cache: for values that rarely repeat, such as
-    the kernels of a channel graph (each channel edge holds its own).
-
-    Arrow's cast to string formats in C++ the shortest text that parses back to the same
-    float64 (double-conversion's ``ToShortest``), ~20x Python's ``repr`` here (4M against
-    0.2M values/s, 2-core machine under load); ``float(text)`` equals the float64 value, as
-    with :class:`FloatText`, though the text may differ from ``repr`` (``0.00001`` for
-    ``1e-05``). Integral values get ``.0`` so that they read as floats.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    v = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
-    n = v.shape[0]
-    if n == 0:
-        return Encoded(np.array([b"0.0"]), np.zeros(0, dtype=np.int64))
-    texts = pc.cast(pa.array(v), pa.string())
-    _, offsets_buf, data_buf = texts.buffers()
-    offsets = np.frombuffer(offsets_buf, dtype=np.int32)[texts.offset:texts.offset + n + 1]
-    data = np.frombuffer(data_buf, dtype=np.uint8)
-    lengths = np.diff(offsets)
-    width = int(lengths.max()) + 2  # room for ".0"
-    # Each text's bytes scattered into its 0-padded row (a 2-D gather was 5x slower).
-    out = np.zeros(n * width, dtype=np.uint8)
-    start = np.arange(n, dtype=np.int64) * width - offsets[:-1]
-    out[np.repeat(start, lengths) + np.arange(int(offsets[-1]))] = data[offsets[0]:offsets[-1]]
-    rows = out.reshape(n, width)
-    marks = (rows == ord(".")) | (rows == ord("e")) | (rows == ord("n"))
-    integral = np.flatnonzero(~marks.any(axis=1))
-    rows[integral, lengths[integral]] = ord(".")
-    rows[integral, lengths[integral] + 1] = ord("0")
-    table = np.ascontiguousarray(rows).view(f"S{width}").ravel()
-    return Encoded(table, np.arange(n))
-
-
 class Encoded:
     """Per-element text as a table of distinct texts plus an index: rows are gathered per slice."""
 
