@@ -19,6 +19,21 @@ and 1,635,968 edges with kernels in 7.8 s (peak RSS 0.78 GiB); GraphML 196 MiB i
 2.3 s, Louvain 5 communities 57 s (3.23 GiB); baseline 602,870,528 neuron edges aggregated in
 74.8 s (8M edges/s), ~1,859 s extrapolated to 224x224: 238x.
 
+Measured with ``--top --neo4j --baseline-input 48`` (same VM, load average 11-24 during the run:
+four other engineers' jobs): ours 14,891 nodes and 24,606,336 channel edges with kernels in
+27.9 s (peak RSS 1.76 GiB); GraphML 1,748 MiB in 730 s (33.7k edges/s, peak 2.24 GiB: 140M
+kernel floats, each a repr); Neo4j bulk 1,019 s end to end (CSV 828 s, 1.70 GB; import 149 s;
+swap and restart 38.5 s; schema 3.7 s; client peak 2.24 GiB), verify ok in 44.0 s (counts and
+the sums of weight, edges, total and all 140M kernel values per layer); the delete of those
+24.6M relationships ran at ~20k rels/s and was stopped after 5 min, before the baseline step, so
+the baseline comes from a second run (``--top --skip-graphml --baseline-input 48``, load average
+5.8-8.4): ours 24.4 s (peak 1.79 GiB) against 625,840,896 neuron edges aggregated at 48x48 in
+49.9 s (13M edges/s; the same 24,606,336 channel pairs), ~1,195 s extrapolated to 224x224: 49x.
+Formatting the kernels with Arrow's C++ shortest-float cast instead of the cached ``repr`` was
+tried in the first run: 0.8x (0.24M against 0.30M values/s; 1.1-1.5x in isolated runs), so the
+channel writers keep the cached ``repr``; the float text is the limit of GraphML and bulk CSV
+here (140M kernel floats).
+
 Run: ``.venv/bin/python bench/bench_channels.py [--top] [--neo4j] [--baseline-input 64]``; files
 go to a temporary directory that is removed, and ``--neo4j`` deletes its model at the end.
 """
