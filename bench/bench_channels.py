@@ -5,7 +5,11 @@ Steps, each timed with the process's peak RSS so far:
 1. ours: ``ChannelGraph`` of VGG16 at 224x224 (``--top``: with its dense top), every channel
    edge streamed (``edges``, ``total``, ``kernel``), then GraphML, then NetworkX + PageRank +
    communities (NetworkX's Louvain) when the graph is small enough (no top);
-2. baseline: the same channel aggregates by enumerating every neuron edge and summing per
+2. ``--neo4j``: the channel graph into Neo4j in bulk (``neo4j-admin import``, CSV with the
+   kernels), then ``verify`` (per layer: counts and the sums of weight, edges, total and every
+   kernel value). WARNING: this rebuilds the whole database of the server the settings name
+   (NEO4J_URI, WEIGHTGRAPH_NEO4J_HOME): point it at a scratch server;
+3. baseline: the same channel aggregates by enumerating every neuron edge and summing per
    (source channel, target channel) with numpy, at a smaller input (``--baseline-input``,
    default 64), whose rate is then extrapolated to 224x224's 14,975,945,472 edges.
 
@@ -15,8 +19,23 @@ and 1,635,968 edges with kernels in 7.8 s (peak RSS 0.78 GiB); GraphML 196 MiB i
 2.3 s, Louvain 5 communities 57 s (3.23 GiB); baseline 602,870,528 neuron edges aggregated in
 74.8 s (8M edges/s), ~1,859 s extrapolated to 224x224: 238x.
 
-Run: ``.venv/bin/python bench/bench_channels.py [--top] [--baseline-input 64]``; files go to a
-temporary directory that is removed.
+Measured with ``--top --neo4j --baseline-input 48`` (same VM, load average 11-24 during the run:
+four other engineers' jobs): ours 14,891 nodes and 24,606,336 channel edges with kernels in
+27.9 s (peak RSS 1.76 GiB); GraphML 1,748 MiB in 730 s (33.7k edges/s, peak 2.24 GiB: 140M
+kernel floats, each a repr); Neo4j bulk 1,019 s end to end (CSV 828 s, 1.70 GB; import 149 s;
+swap and restart 38.5 s; schema 3.7 s; client peak 2.24 GiB), verify ok in 44.0 s (counts and
+the sums of weight, edges, total and all 140M kernel values per layer); the delete of those
+24.6M relationships ran at ~20k rels/s and was stopped after 5 min, before the baseline step, so
+the baseline comes from a second run (``--top --skip-graphml --baseline-input 48``, load average
+5.8-8.4): ours 24.4 s (peak 1.79 GiB) against 625,840,896 neuron edges aggregated at 48x48 in
+49.9 s (13M edges/s; the same 24,606,336 channel pairs), ~1,195 s extrapolated to 224x224: 49x.
+Formatting the kernels with Arrow's C++ shortest-float cast instead of the cached ``repr`` was
+tried in the first run: 0.8x (0.24M against 0.30M values/s; 1.1-1.5x in isolated runs), so the
+channel writers keep the cached ``repr``; the float text is the limit of GraphML and bulk CSV
+here (140M kernel floats).
+
+Run: ``.venv/bin/python bench/bench_channels.py [--top] [--neo4j] [--baseline-input 64]``; files
+go to a temporary directory that is removed, and ``--neo4j`` deletes its model at the end.
 """
 
 from __future__ import annotations
@@ -65,12 +84,39 @@ def aggregate_by_enumeration(ng: NeuronGraph) -> int:
     return sum(int(np.count_nonzero(n)) for n, _ in tables.values())
 
 
+def bulk_into_neo4j(g: ChannelGraph) -> None:
+    """Bulk-load the channel graph (rebuilds the database), verify it, delete it."""
+    from loader.neo4j.db import Database
+    from loader.neo4j.load import load
+    from loader.neo4j.models import delete_model, verify
+
+    name = "bench_vgg16_channels"
+    with Database.connect() as db:
+        summary = load(g, name, mode="bulk", replace=True, driver=db,
+                       notify=lambda line: print("  " + line))
+    print(f"Neo4j bulk: {summary.relationships:,} CW relationships in {summary.seconds:.1f} s "
+          f"({summary.rate:,.0f} rel/s; {summary.extra}), client peak {peak_gib():.2f} GiB")
+    with Database.connect() as db:  # the database is new: a new driver
+        t = time.perf_counter()
+        v = verify(name, driver=db)
+        print(f"verify: ok={v.ok} in {time.perf_counter() - t:.1f} s")
+        t = time.perf_counter()
+        delete_model(db, name)
+        print(f"delete: {time.perf_counter() - t:.1f} s")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--top", action="store_true", help="VGG16 with its dense top")
     ap.add_argument("--baseline-input", type=int, default=64)
     ap.add_argument("--skip-graphml", action="store_true")
+    ap.add_argument("--neo4j", action="store_true",
+                    help="bulk load into Neo4j and verify (REBUILDS the whole database)")
     args = ap.parse_args()
+    import subprocess
+
+    print("load average:", subprocess.run(["uptime"], capture_output=True, text=True).stdout
+          .strip())
     tmp = Path(tempfile.mkdtemp(prefix="bench-channels-"))
     try:
         t = time.perf_counter()
@@ -88,6 +134,8 @@ def main():
             stats = write_graphml(g, tmp / "vgg16.channels.graphml.gz", progress=False)
             print(f"GraphML: {stats['bytes'] / 2**20:.0f} MiB in {stats['seconds']:.1f} s "
                   f"({stats['edges_per_s']:,.0f} edges/s), peak {peak_gib():.2f} GiB")
+        if args.neo4j:
+            bulk_into_neo4j(g)
         if not args.top:
             import networkx as nx
 

@@ -1,9 +1,17 @@
 // name: top_inputs
 // description: The $k strongest incoming connections of a neuron, by |weight| (ties by
-//   source id, so the order is deterministic).
+//   source id, so the order is deterministic). On a channel model (--granularity channel)
+//   $index is the channel, and so is the returned index; weight is then the L1 norm of the
+//   kernel between the two channels.
 // params: $model (string), $layer (string), $index (int), $k (int, default 10)
 // returns: id, layer, index, weight
-MATCH (n:Neuron {model: $model, layer: $layer, index: $index})<-[w:W]-(s:Neuron)
-RETURN s.id AS id, s.layer AS layer, s.index AS index, w.weight AS weight
-ORDER BY abs(w.weight) DESC, id ASC
+CALL () {
+  MATCH (n:Neuron {model: $model, layer: $layer, index: $index})<-[w:W]-(s:Neuron)
+  RETURN s.id AS id, s.layer AS layer, s.index AS index, w.weight AS weight
+  UNION ALL
+  MATCH (n:Channel {model: $model, layer: $layer, channel: $index})<-[w:CW]-(s:Channel)
+  RETURN s.id AS id, s.layer AS layer, s.channel AS index, w.weight AS weight
+}
+RETURN id, layer, index, weight
+ORDER BY abs(weight) DESC, id ASC
 LIMIT $k

@@ -121,6 +121,27 @@ def plot_distributions(stats: Sequence[LayerStats], out_dir: Path, what: str) ->
     return _save(fig, out_dir / f"{what}.png")
 
 
+def plot_per_layer(values: Sequence[tuple[dict, np.ndarray]], path: Path, title: str,
+                   ylabel: str) -> Path:
+    """Box plots of one value per node, a box per layer (``(layer entry, values)`` pairs, in
+    layer order), log scale: e.g. the PageRank of every channel per layer."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(values) + 2), 4.5))
+    data = [v if len(v) else np.zeros(1) for _, v in values]
+    bp = ax.boxplot(data, widths=0.6, patch_artist=True, showfliers=True,
+                    flierprops={"markersize": 2})
+    for patch in bp["boxes"]:
+        patch.set_facecolor(_GREEN)
+    ax.set_xticks(np.arange(1, len(values) + 1))
+    ax.set_xticklabels([l["name"] for l, _ in values], rotation=60, ha="right", fontsize=7)
+    if all((v > 0).all() for v in data):
+        ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_receptive_field(maps: dict[str, np.ndarray], layers: list[dict], neuron: str,
                          out_dir: Path) -> list[Path]:
     """A heat map of ``log10(1 + paths)`` per input position, summed over channels.

@@ -25,7 +25,7 @@ import numpy as np
 from ..graph.neuron_graph import NeuronGraph
 from ..neo4j import stats as neo4j_stats
 from ..neo4j.db import Database
-from ..neo4j.models import LayerTable, require_complete
+from ..neo4j.models import LayerTable, require_complete, require_neurons
 from ..neo4j.pull import plan_pull, pull
 from ..neo4j.receptive_field import receptive_field
 from ..sinks.networkx import to_networkx
@@ -293,7 +293,8 @@ class Neo4jSource(Source):
         self.name = name
         self.db = db
         self.allow_incomplete = allow_incomplete
-        self.info = require_complete(db, name, allow_incomplete)
+        self.info = require_neurons(require_complete(db, name, allow_incomplete),
+                                    "the neuron report (for a channel model: analyze_channels)")
         self.graph_data = dict(self.info["graph_data"])
         self.graph_data["name"] = name
 

@@ -133,7 +133,9 @@ def pull(name, layer_range, cone, cypher, params, output, fmt, max_edges, allow_
     """Stream a loaded model (or a selection of it) from Neo4j into a GraphML file or a
     Parquet dataset directory.
 
-    Nothing is built in memory; sizes are counted in the database first.
+    Nothing is built in memory; sizes are counted in the database first. A channel model
+    (loaded with --granularity channel) comes out as its channel graph; --cone is then
+    LAYER:CHANNEL[:DEPTH].
 
     \b
     Example:
@@ -231,8 +233,11 @@ def pull(name, layer_range, cone, cypher, params, output, fmt, max_edges, allow_
 @click.option("--gds/--no-gds", "gds", default=None,
               help="with --name: whole-model sections from Graph Data Science inside Neo4j "
                    "(PageRank and degree per layer, components, communities); default on")
+@click.option("--granularity", type=click.Choice(["neuron", "channel"]), default=None,
+              help="channel: the whole channel graph's report (weights, degree and strength, "
+                   "PageRank per layer); a channel model in Neo4j gets it by itself")
 def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir, fmt, metrics,
-            max_cost, max_edges, allow_incomplete, trace, target, preprocess, gds):
+            max_cost, max_edges, allow_incomplete, trace, target, preprocess, gds, granularity):
     """Write an analysis report (Markdown or HTML, with PNG plots) of a neuron graph.
 
     MODEL may also be a Parquet dataset directory (`export --format parquet`): then the
@@ -256,6 +261,8 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
       weightgraph analyze vgg16 --neuron block5_pool:0 --trace cat.jpg \\
           --target predictions:281 --metrics "" -o report/
       weightgraph analyze --name vgg16_32 --neuron block2_pool:5 --trace cat -o report/
+      weightgraph analyze vgg16 --weights none --granularity channel -o report/
+      weightgraph analyze --name vgg16_ch -o report/     # a channel model in Neo4j
     """
     from ..analysis.report import analyze as run_analysis
 
@@ -265,9 +272,33 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
     from ..sinks.parquet import is_dataset
 
     if model is not None and is_dataset(model):
-        from ..analysis.dataset import write_statistics
+        from ..analysis.dataset import read_graph_json, write_statistics
+
+        if read_graph_json(model).get("granularity") == "channel":
+            raise WeightgraphError(f"{model} is a channel dataset: query it with `weightgraph "
+                                   "sql`, or write the channel report from the model "
+                                   "(`analyze MODEL --granularity channel`)")
 
         click.echo(f"wrote {write_statistics(model, out_dir)}")
+        return
+    if granularity == "channel" or (granularity is None and name is not None
+                                    and _is_channel_model(name)):
+        if trace is not None or neuron is not None or subgraph is not None:
+            raise click.UsageError("the channel report takes no --neuron, --subgraph or "
+                                   "--trace (it covers the whole channel graph)")
+        from ..analysis.channels import analyze_channels
+
+        if name is not None:
+            with Database.connect() as db:
+                path = analyze_channels(name, out_dir, fmt=fmt, driver=db,
+                                        allow_incomplete=allow_incomplete)
+        else:
+            from ..graph.channels import ChannelGraph
+
+            path = analyze_channels(ChannelGraph.from_model(
+                model, weights=weights, input_shape=input_shape, include_top=not no_top),
+                out_dir, fmt=fmt)
+        click.echo(f"wrote {path}")
         return
     if neuron is None:
         raise click.UsageError("--neuron LAYER:INDEX is required (but for a Parquet dataset)")
@@ -301,6 +332,13 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
         if db is not None:
             db.close()
     click.echo(f"wrote {path}")
+
+
+def _is_channel_model(name: str) -> bool:
+    from ..neo4j.models import model_info
+
+    with Database.connect() as db:
+        return model_info(db, name).get("granularity") == "channel"
 
 
 # ---------------------------------------------------------------------------- sql

@@ -74,8 +74,8 @@ def plan(model, weights, input_shape, no_top, layer_range, cone, granularity, as
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def export(model, weights, input_shape, no_top, layer_range, cone, granularity, output, fmt,
            batch_size, workers, parquet_encoding, quiet):
-    """Write the neuron (or channel) graph, or a selection, as GraphML or as a Parquet dataset
-    (neuron granularity), streaming in bounded memory.
+    """Write the neuron (or channel) graph, or a selection, as GraphML or as a Parquet dataset,
+    streaming in bounded memory.
 
     A Parquet dataset is a directory: graph.json, nodes/ and edges/ partitioned by
     layer_index (Hive style), read by DuckDB (`weightgraph sql`), pyarrow, Polars and Spark.
@@ -89,6 +89,8 @@ def export(model, weights, input_shape, no_top, layer_range, cone, granularity, 
       weightgraph export model.keras --cone dense:3 -o cone.graphml
       weightgraph export vgg16 --weights none -o vgg16.parquet --format parquet --workers 2
       weightgraph export vgg16 --weights none --granularity channel -o vgg16.channels.graphml.gz
+      weightgraph export vgg16 --weights none --granularity channel -o vgg16_ch.parquet \
+          --format parquet
     """
     graphml_name = output.endswith(".graphml") or output.endswith(".graphml.gz")
     fmt = fmt or ("graphml" if graphml_name else None)
@@ -98,15 +100,16 @@ def export(model, weights, input_shape, no_top, layer_range, cone, granularity, 
     if fmt == "graphml" and not graphml_name:
         raise WeightgraphError(f"output must end in .graphml or .graphml.gz: {output}")
     if fmt == "parquet":
-        if granularity == "channel":
-            raise WeightgraphError("the Parquet dataset holds the neuron graph: export the "
-                                   "channel graph as GraphML")
         from ..sinks.parquet import check_target
 
         check_target(output)  # before the model is loaded
     g = open_graph(model, weights, input_shape, no_top, layer_range, cone,
                    granularity=granularity)
-    if fmt == "parquet":
+    if fmt == "parquet" and granularity == "channel":
+        from ..sinks.channel_parquet import write_channel_parquet
+
+        stats = write_channel_parquet(g, output, batch_size=batch_size, progress=not quiet)
+    elif fmt == "parquet":
         from ..sinks.parquet import write_parquet
 
         stats = write_parquet(g, output, batch_size=batch_size, workers=workers,

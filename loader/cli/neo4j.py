@@ -28,12 +28,13 @@ def ping():
 
 
 @click.command("load")
-@model_options()
+@model_options(granularity=True)
 @click.option("--name", help="name of the graph in Neo4j (default: the model's name)")
 @click.option("--mode", type=click.Choice(["online", "bulk"]), default="online",
               show_default=True, help="online: Bolt transactions; bulk: neo4j-admin import "
                                       "(rebuilds the whole database)")
-@click.option("--batch-size", type=int, help="relationships per transaction (online)")
+@click.option("--batch-size", type=int, help="relationships per transaction (online; channel "
+                                             "graphs: relationships x kernel length)")
 @click.option("--workers", type=int, default=None, help="parallel writers (online)")
 @click.option("--replace", is_flag=True, help="delete an existing graph of that name first "
                                               "(bulk: everything in the database, listed "
@@ -44,9 +45,11 @@ def ping():
 @click.option("--csv-dir", type=click.Path(file_okay=False), help="bulk: where to write the "
                                                                    "CSV files (default: a temp dir)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def load_command(model, weights, input_shape, no_top, layer_range, cone, name, mode,
-                 batch_size, workers, replace, resume, server, csv_dir, quiet):
-    """Load a model's neuron graph into Neo4j as (:Neuron)-[:W {weight}]->(:Neuron).
+def load_command(model, weights, input_shape, no_top, layer_range, cone, granularity, name,
+                 mode, batch_size, workers, replace, resume, server, csv_dir, quiet):
+    """Load a model's neuron graph into Neo4j as (:Neuron)-[:W {weight}]->(:Neuron), or its
+    channel graph (--granularity channel) as (:Channel)-[:CW {weight, edges, total,
+    kernel}]->(:Channel).
 
     Nothing is written before the model has converted: an unsupported layer or a bad file is
     reported first. A killed load finishes with --resume, never duplicating an edge.
@@ -57,17 +60,19 @@ def load_command(model, weights, input_shape, no_top, layer_range, cone, name, m
           --layers block1_conv1:block1_pool --name vgg16_block1
       weightgraph load model.keras --name mynet --resume
       weightgraph load model.keras --mode bulk --replace
+      weightgraph load vgg16 --weights none --granularity channel --name vgg16_channels
     """
     from ..neo4j.load import load
     from ..neo4j.models import check_name
 
     if name is not None:
         check_name(name)
-    g = open_graph(model, weights, input_shape, no_top, layer_range, cone, name=name)
+    g = open_graph(model, weights, input_shape, no_top, layer_range, cone, name=name,
+                   granularity=granularity)
     check_name(g.name)
     source = {"model": model if isinstance(model, str) else None, "weights": weights,
               "input_shape": list(input_shape) if input_shape else None, "no_top": no_top,
-              "layers": layer_range, "cone": cone}
+              "layers": layer_range, "cone": cone, "granularity": granularity}
     summary = load(g, g.name, mode=mode, batch_size=batch_size, workers=workers, replace=replace,
                    resume=resume, progress=not quiet, source=source, server=server,
                    csv_dir=csv_dir, notify=lambda line: click.echo(line, err=True))

@@ -46,8 +46,9 @@ from ..config import Settings
 from ..errors import WeightgraphError, one_line
 from ..graph import costs
 from ..graph.neuron_graph import NeuronGraph
-from ..sinks.neo4j_csv import Neo4jCSVSink
-from ..sinks.neo4j_online import Neo4jOnlineSink
+from ..sinks.neo4j_csv import ChannelNeo4jCSVSink, Neo4jCSVSink
+from ..sinks.neo4j_labels import CHANNEL, labels_for
+from ..sinks.neo4j_online import ChannelNeo4jOnlineSink, Neo4jOnlineSink
 from ..terminal import progress as progress_bar
 from .db import Database, Neo4jUnavailable, using
 from .faults import kill_point
@@ -77,13 +78,14 @@ class LoadSummary:
     seconds: float
     skipped_batches: int = 0
     extra: dict = field(default_factory=dict)
+    unit: str = "neurons"  # what the nodes are: neurons, or channels (a channel graph)
 
     @property
     def rate(self) -> float:
         return self.relationships / self.seconds if self.seconds else 0.0
 
     def line(self) -> str:
-        return (f"loaded {self.name!r} ({self.mode}): {self.neurons:,} neurons, "
+        return (f"loaded {self.name!r} ({self.mode}): {self.neurons:,} {self.unit}, "
                 f"{self.relationships:,} relationships in {self.seconds:.1f} s "
                 f"({self.rate:,.0f} rel/s)")
 
@@ -98,14 +100,18 @@ def load(graph: NeuronGraph, name: str | None = None, *, mode: str = "online",
 
     Parameters
     ----------
-    graph : NeuronGraph
-        The graph (or a selection of it) to load.
+    graph : NeuronGraph or ChannelGraph
+        The graph (or a selection of it) to load. A ``ChannelGraph`` goes in as
+        ``(:Channel)-[:CW {weight, edges, total, kernel}]->(:Channel)`` with
+        ``Model.granularity = 'channel'``, through the same exactly-once machinery.
     name : str, optional
         The model's name in Neo4j; default the graph's name.
     mode : ``online`` (Bolt, batched transactions) or ``bulk`` (neo4j-admin import; rebuilds
         the database).
     batch_size, workers : int, optional
-        Online: relationships per transaction and concurrent writers; default from the
+        Online: relationships per transaction (for a channel graph: relationships times
+        kernel length, so that a transaction's size stays bounded) and concurrent writers;
+        default from the
         settings (``WEIGHTGRAPH_BATCH_SIZE``, ``WEIGHTGRAPH_WORKERS``, environment or ``.env``).
     replace : delete an existing graph of that name first (bulk: the whole database).
     resume : finish an interrupted load of that name; batches already committed are skipped.
@@ -148,16 +154,17 @@ def load(graph: NeuronGraph, name: str | None = None, *, mode: str = "online",
         raise Neo4jUnavailable("Neo4j refused the credentials (check NEO4J_PASSWORD)") from None
 
 
-def _model_props(graph: NeuronGraph, mode: str, batch_size: int, checksums: dict,
+def _model_props(graph, mode: str, batch_size: int, checksums: dict,
                  source: dict | None) -> dict:
     return {"graph_data": json.dumps(graph.graph_data()), "plan": graph.plan().model_dump_json(),
+            "granularity": labels_for(graph).granularity,
             "mode": mode, "batch_size": batch_size, "selection": graph.selection,
             "nodes": graph.n_nodes, "edges": graph.n_edges, "checksums": json.dumps(checksums),
             "source": json.dumps(source or {})}
 
 
 # ---------------------------------------------------------------------------- online
-def _load_online(db: Database, graph: NeuronGraph, name: str, *, batch_size, workers, replace,
+def _load_online(db: Database, graph, name: str, *, batch_size, workers, replace,
                  resume, progress, source) -> LoadSummary:
     """States (see :mod:`loader.neo4j.models`): a new load creates its Model node ``loading``
     before the first neuron; ``--replace`` first rewrites the existing node to describe the
@@ -165,6 +172,7 @@ def _load_online(db: Database, graph: NeuronGraph, name: str, *, batch_size, wor
     ``loading``; ``complete`` is written after the last batch committed. ``--resume`` of a
     ``replacing`` model finishes the delete, then loads everything."""
     create_schema(db)
+    labels = labels_for(graph)
     existing = model_node(db, name)
     if existing is not None and not (replace or resume):
         raise LoadError(f"model {name!r} is already in Neo4j ({state_of(existing)}): "
@@ -176,7 +184,7 @@ def _load_online(db: Database, graph: NeuronGraph, name: str, *, batch_size, wor
         state = state_of(existing)
         if state == "complete":
             return LoadSummary(name, existing.get("mode", "online"), graph.n_nodes, 0, 0.0,
-                               extra={"note": "already complete"})
+                               extra={"note": "already complete"}, unit=labels.unit)
         if state == "deleting":
             raise LoadError(f"model {name!r} is being deleted: finish with `weightgraph delete "
                             f"--name {name}`, then load it, or load with --replace")
@@ -184,9 +192,11 @@ def _load_online(db: Database, graph: NeuronGraph, name: str, *, batch_size, wor
             raise LoadError(f"model {name!r} came from a bulk load, which does not resume: "
                             "load it again with --replace")
         if (existing.get("selection") != graph.selection
-                or existing.get("edges") != graph.n_edges):
+                or existing.get("edges") != graph.n_edges
+                or existing.get("granularity", "neuron") != labels_for(graph).granularity):
             raise LoadError(f"model {name!r} in Neo4j was loaded from a different graph "
-                            f"({existing.get('selection')}, {existing.get('edges')} edges); "
+                            f"({existing.get('granularity', 'neuron')} granularity, "
+                            f"{existing.get('selection')}, {existing.get('edges')} edges); "
                             "resume with the same model and options, or use --replace")
         # The interrupted load's batch size: the same batches, so the same keys.
         batch_size = int(existing["batch_size"])
@@ -211,9 +221,13 @@ def _load_online(db: Database, graph: NeuronGraph, name: str, *, batch_size, wor
             kill_point("replace.deleted")
             set_model_state(db, name, state="loading")
         done = set()
-    sink = Neo4jOnlineSink(db, name, graph.total_neurons, workers=workers, done=done)
+    if labels is CHANNEL:
+        sink = ChannelNeo4jOnlineSink(db, name, graph.total_channels, workers=workers,
+                                      done=done)
+    else:
+        sink = Neo4jOnlineSink(db, name, graph.total_neurons, workers=workers, done=done)
     try:
-        with progress_bar(graph.n_nodes, "neurons", enabled=progress, unit="node") as bar:
+        with progress_bar(graph.n_nodes, labels.unit, enabled=progress, unit="node") as bar:
             sink.on_rows = bar.update
             for nb in graph.iter_node_batches(NODE_BATCH_SIZE):
                 sink.write_nodes(nb)
@@ -231,7 +245,8 @@ def _load_online(db: Database, graph: NeuronGraph, name: str, *, batch_size, wor
     seconds = time.perf_counter() - start
     kill_point("online.before_complete")
     set_model_state(db, name, state="complete", completed_at=time.time(), load_seconds=seconds)
-    return LoadSummary(name, "online", graph.n_nodes, graph.n_edges, seconds, sink.skipped)
+    return LoadSummary(name, "online", graph.n_nodes, graph.n_edges, seconds, sink.skipped,
+                       unit=labels.unit)
 
 
 def _record_failure(db: Database, name: str, exc: BaseException) -> None:
@@ -246,7 +261,7 @@ def _record_failure(db: Database, name: str, exc: BaseException) -> None:
 
 
 # ---------------------------------------------------------------------------- bulk
-def _load_bulk(db: Database, graph: NeuronGraph, name: str, *, replace, progress, source,
+def _load_bulk(db: Database, graph, name: str, *, replace, progress, source,
                server: ServerControl, csv_dir=None, keep_csv=False,
                notify=None) -> LoadSummary:
     """Rebuild the database with ``graph`` through ``neo4j-admin database import full``.
@@ -277,7 +292,9 @@ def _load_bulk(db: Database, graph: NeuronGraph, name: str, *, replace, progress
                    f"{listing} are deleted once the new one is imported and counted")
         start = time.perf_counter()
         checksums = LayerChecksums(graph)
-        with Neo4jCSVSink(directory, name) as sink, progress_bar(
+        labels = labels_for(graph)
+        sink_class = ChannelNeo4jCSVSink if labels is CHANNEL else Neo4jCSVSink
+        with sink_class(directory, name) as sink, progress_bar(
                 graph.n_nodes + graph.n_edges, "CSV", enabled=progress, unit="row") as bar:
             for nb in graph.iter_node_batches():
                 sink.write_nodes(nb)
@@ -291,8 +308,9 @@ def _load_bulk(db: Database, graph: NeuronGraph, name: str, *, replace, progress
                           "completed_at": time.time()})
         csv_seconds = time.perf_counter() - start
         t_import = time.perf_counter()
-        output = server.import_full({"Neuron": sink.node_files, "Model": sink.model_files},
-                                    sink.relationship_files, directory / "import.report")
+        output = server.import_full({labels.node: sink.node_files, "Model": sink.model_files},
+                                    {labels.rel: sink.relationship_files},
+                                    directory / "import.report")
         imported = imported_counts(output)
         if imported != (graph.n_nodes + 1, graph.n_edges):
             raise BulkLoadError(
@@ -308,7 +326,8 @@ def _load_bulk(db: Database, graph: NeuronGraph, name: str, *, replace, progress
         t_schema = time.perf_counter()
         create_schema(db)
         seconds = time.perf_counter() - start
-        return LoadSummary(name, "bulk", graph.n_nodes, graph.n_edges, seconds, extra={
+        return LoadSummary(name, "bulk", graph.n_nodes, graph.n_edges, seconds, unit=labels.unit,
+                           extra={
             "csv_seconds": round(csv_seconds, 2), "import_seconds": round(import_seconds, 2),
             "swap_seconds": round(swap_seconds, 2),
             "schema_seconds": round(time.perf_counter() - t_schema, 2),
@@ -318,7 +337,7 @@ def _load_bulk(db: Database, graph: NeuronGraph, name: str, *, replace, progress
             shutil.rmtree(directory, ignore_errors=True)
 
 
-def _swap_in(db: Database, server: ServerControl, graph: NeuronGraph) -> None:
+def _swap_in(db: Database, server: ServerControl, graph) -> None:
     """Stop, swap the staged store in, start, count; on any failure put the old one back."""
     server.drop_previous()  # a previous bulk load's, kept until now: its successor was counted
     server.stop()
@@ -327,10 +346,11 @@ def _swap_in(db: Database, server: ServerControl, graph: NeuronGraph) -> None:
         server.swap_in()
         kill_point("bulk.swapped")
         server.start()
-        got = db.read_one("MATCH (n:Neuron) WITH count(n) AS n "
-                          "MATCH ()-[r:W]->() RETURN n, count(r) AS e")
+        labels = labels_for(graph)
+        got = db.read_one(labels.cypher("MATCH (n:Neuron) WITH count(n) AS n "
+                                        "MATCH ()-[r:W]->() RETURN n, count(r) AS e"))
         if (got["n"], got["e"]) != (graph.n_nodes, graph.n_edges):
-            raise BulkLoadError(f"the swapped-in database holds {got['n']:,} neurons and "
+            raise BulkLoadError(f"the swapped-in database holds {got['n']:,} {labels.unit} and "
                                 f"{got['e']:,} relationships, the plan {graph.n_nodes:,} and "
                                 f"{graph.n_edges:,}: the previous database was put back")
     except BaseException:
@@ -365,7 +385,7 @@ def imported_counts(output: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def check_disk_space(graph: NeuronGraph, csv_dir: Path, data_dir: Path | None) -> dict:
+def check_disk_space(graph, csv_dir: Path, data_dir: Path | None) -> dict:
     """Refuse (one line) when the CSV files and the new store will not fit beside the old
     store, by the plan's size estimates (:mod:`loader.graph.costs`); returns the figures."""
     est = graph.plan().estimates

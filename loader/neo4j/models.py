@@ -33,7 +33,7 @@ import neo4j
 import numpy as np
 
 from ..errors import SelectionError, WeightgraphError
-from ..graph.neuron_graph import NeuronGraph
+from ..sinks.neo4j_labels import ALL as ALL_LABELS, CHANNEL, labels_for, labels_of
 from .db import Database, using
 from .faults import kill_point
 
@@ -115,6 +115,8 @@ def load_command(name: str, props: dict, flag: str = "--resume") -> str:
         args += ["--input-shape", ",".join(str(v) for v in source["input_shape"])]
     if source.get("no_top"):
         args.append("--no-top")
+    if props.get("granularity") == "channel":
+        args += ["--granularity", "channel"]
     for key in ("layers", "cone"):
         if source.get(key):
             args += [f"--{key}", str(source[key])]
@@ -172,6 +174,16 @@ def require_complete(db: Database, name: str, allow_incomplete: bool = False) ->
         raise ModelIncomplete(
             name, state, f"model {name!r} is {state} ({why}{error}): run `{fix_command(name, info)}`"
             ", or pass --allow-incomplete to read the partial graph anyway")
+    return info
+
+
+def require_neurons(info: dict, what: str) -> dict:
+    """``info`` (a parsed Model node) if it is a neuron model; a one-line
+    :class:`ModelStateError` for a channel model, which ``what`` cannot read."""
+    if info.get("granularity") == "channel":
+        raise ModelStateError(f"model {info['name']!r} is a channel graph (--granularity "
+                              f"channel): {what} works on neuron models; load the model at "
+                              "neuron granularity for it")
     return info
 
 
@@ -236,19 +248,29 @@ class LayerTable:
 
 # ---------------------------------------------------------------------------- checksums
 class LayerChecksums:
-    """Per layer (by index): neurons, edges, their weight sum and |weight| sum.
+    """Per layer (by index): nodes, edges, their weight sum and |weight| sum.
 
     What ``verify`` compares Neo4j with. Accumulated from the enumeration itself (by the
     online load up front, by the bulk load while it writes its CSV files), so it needs no
-    second look at the model: random weights would not come back the same.
+    second look at the model: random weights would not come back the same. A layer's node
+    count is under ``neurons`` (``channels`` for a channel graph); a channel graph's layers
+    also carry the sums of the edges' ``edges`` (``neuron_edges``), ``total`` and ``kernel``
+    values, so that verify sees every property a relationship holds.
     """
 
-    def __init__(self, graph: NeuronGraph):
+    def __init__(self, graph):
+        labels = labels_for(graph)
+        self.channel = labels is CHANNEL
         self.layers: dict[str, dict] = {}
         for i, mask in graph.node_masks.items():
-            n = graph.entries[i].op.n_neurons if mask is None else int(mask.sum())
-            self.layers[str(i)] = {"layer": graph.entries[i].name, "neurons": n, "edges": 0,
-                                   "weight_sum": 0.0, "abs_sum": 0.0}
+            full = graph.n_channels(i) if self.channel else graph.entries[i].op.n_neurons
+            entry = {"layer": graph.entries[i].name,
+                     labels.unit: full if mask is None else int(mask.sum()),
+                     "edges": 0, "weight_sum": 0.0, "abs_sum": 0.0}
+            if self.channel:
+                entry.update(neuron_edges=0, total_sum=0.0, total_abs=0.0, kernel_sum=0.0,
+                             kernel_abs=0.0)
+            self.layers[str(i)] = entry
 
     def add(self, batch) -> None:
         c = self.layers[str(batch.layer_index)]
@@ -256,9 +278,23 @@ class LayerChecksums:
         c["edges"] += len(batch)
         c["weight_sum"] += float(w.sum())
         c["abs_sum"] += float(np.abs(w).sum())
+        if self.channel:
+            c["neuron_edges"] += int(batch.edges.sum())
+            c["total_sum"] += float(batch.total.sum())
+            c["total_abs"] += float(np.abs(batch.total).sum())
+            if batch.kernel is not None:
+                k = batch.kernel.astype(np.float64)
+                c["kernel_sum"] += float(k.sum())
+                c["kernel_abs"] += float(np.abs(k).sum())
 
 
-def layer_checksums(graph: NeuronGraph, batch_size: int = 1 << 20) -> dict[str, dict]:
+# (sum, the |sum| that bounds its rounding) pairs a checksum table may hold.
+_SUMS = (("weight_sum", "abs_sum"), ("total_sum", "total_abs"), ("kernel_sum", "kernel_abs"))
+# Counts a checksum table may hold: compared exactly.
+_COUNTS = ("neurons", "channels", "edges", "neuron_edges")
+
+
+def layer_checksums(graph, batch_size: int = 1 << 20) -> dict[str, dict]:
     """:class:`LayerChecksums` of the whole (selected) graph, as a JSON-able dict."""
     sums = LayerChecksums(graph)
     for b in graph.iter_edge_batches(batch_size, reuse_buffers=True):
@@ -277,9 +313,9 @@ def same_checksums(a: dict, b: dict) -> bool:
         return False
     for k in a:
         x, y = a[k], b[k]
-        if x["edges"] != y["edges"] or x["neurons"] != y["neurons"]:
+        if any(x.get(c) != y.get(c) for c in _COUNTS):
             return False
-        if not sums_agree(y["weight_sum"], x["weight_sum"], x["abs_sum"]):
+        if any(not sums_agree(y.get(s, 0.0), x.get(s, 0.0), x.get(t, 0.0)) for s, t in _SUMS):
             return False
     return True
 
@@ -305,7 +341,7 @@ def delete_model(driver, name: str, database: str | None = None, *, chunk: int =
 
 
 def delete_graph(db: Database, name: str, *, chunk: int = 50_000) -> int:
-    """Delete a model's relationships, neurons and load records, keeping its ``(:Model)``
+    """Delete a model's relationships, nodes (neurons or channels) and load records, keeping its ``(:Model)``
     node (whose state the caller has set to ``deleting`` or ``replacing`` first).
 
     Relationships go first, ``chunk`` at a time, walking the neurons in id order from a cursor
@@ -315,17 +351,24 @@ def delete_graph(db: Database, name: str, *, chunk: int = 50_000) -> int:
     exceeded the 2.8 GiB transaction memory pool. A rerun after a kill starts again at cursor
     0 and finds the neurons whose relationships are gone at no cost but the index walk.
     """
-    deleted, cursor = 0, 0
-    while True:
-        rec = db.write_one(_DELETE_RELATIONSHIPS, name=name, cursor=cursor, chunk=chunk)
-        if not rec["deleted"]:
-            break
-        deleted += rec["deleted"]
-        cursor = rec["last"]
-        kill_point("delete.relationships")
-    for step in (_DELETE_NEURONS, _DELETE_BATCHES):
+    deleted = 0
+    # A model is of one granularity; both are walked so that a delete never depends on a
+    # Model node (an unknown one costs one empty index seek).
+    for labels in ALL_LABELS:
+        cursor = 0
+        while True:
+            rec = db.write_one(labels.cypher(_DELETE_RELATIONSHIPS), name=name, cursor=cursor,
+                               chunk=chunk)
+            if not rec["deleted"]:
+                break
+            deleted += rec["deleted"]
+            cursor = rec["last"]
+            kill_point("delete.relationships")
+        step = labels.cypher(_DELETE_NEURONS)
         while n := db.write_one(step, name=name, chunk=chunk)["deleted"]:
             deleted += n
+    while n := db.write_one(_DELETE_BATCHES, name=name, chunk=chunk)["deleted"]:
+        deleted += n
     # Traces describe this graph: they go with it (on replace too).
     deleted += delete_traces(db, model=name)
     return deleted
@@ -385,15 +428,18 @@ class Verification:
         out = []
         for r in self.rows:
             mark = "ok " if r["ok"] else "BAD"
-            out.append(f"{mark} {r['layer'][:32]:<32} neurons {r['neurons']:>10,}/"
+            unit = r.get("unit", "neurons")
+            out.append(f"{mark} {r['layer'][:32]:<32} {unit} {r['neurons']:>10,}/"
                        f"{r['want_neurons']:<10,} edges {r['edges']:>12,}/{r['want_edges']:<12,} "
-                       f"weight sum {r['weight_sum']:.6g}/{r['want_weight_sum']:.6g}")
+                       f"weight sum {r['weight_sum']:.6g}/{r['want_weight_sum']:.6g}"
+                       + (f" ({r['detail']})" if r.get("detail") else ""))
         return out
 
 
 def verify(name: str, *, driver: Database | neo4j.Driver | None = None,
            database: str | None = None) -> Verification:
-    """Compare Neo4j with the load's plan: neurons, edges and weight sums per layer.
+    """Compare Neo4j with the load's plan: nodes, edges and weight sums per layer (and, for a
+    channel model, the sums of the relationships' ``edges``, ``total`` and ``kernel``).
 
     The expected figures were computed from the enumeration when the load started.
     """
@@ -402,25 +448,36 @@ def verify(name: str, *, driver: Database | neo4j.Driver | None = None,
         m = model_node(db, name)
         if m is None:
             raise ModelNotFound(f"no model {name!r} in Neo4j")
+        labels = labels_of(m.get("granularity"))
         want = json.loads(m["checksums"])
         rows, ok = [], True
+        statement = _CHANNEL_LAYER_SUMS if labels is CHANNEL else _LAYER_SUMS
         for idx, w in sorted(want.items(), key=lambda kv: int(kv[0])):
-            got = db.read_one(_LAYER_SUMS, name=name, li=int(idx))
-            good = (got["n"] == w["neurons"] and got["e"] == w["edges"]
+            got = db.read_one(statement, name=name, li=int(idx))
+            good = (got["n"] == w[labels.unit] and got["e"] == w["edges"]
                     and sums_agree(got["ws"], w["weight_sum"], w["abs_sum"]))
+            detail = ""
+            if labels is CHANNEL:
+                bad = [what for what, fine in (
+                    ("edges", got["ne"] == w["neuron_edges"]),
+                    ("total", sums_agree(got["ts"], w["total_sum"], w["total_abs"])),
+                    ("kernel", sums_agree(got["ks"], w["kernel_sum"], w["kernel_abs"])))
+                    if not fine]
+                good &= not bad
+                detail = "differs: " + ", ".join(bad) if bad else ""
             ok &= good
-            rows.append({"layer": w["layer"], "ok": good, "neurons": got["n"],
-                         "want_neurons": w["neurons"], "edges": got["e"],
+            rows.append({"layer": w["layer"], "ok": good, "unit": labels.unit,
+                         "neurons": got["n"], "want_neurons": w[labels.unit], "edges": got["e"],
                          "want_edges": w["edges"], "weight_sum": got["ws"],
-                         "want_weight_sum": w["weight_sum"]})
+                         "want_weight_sum": w["weight_sum"], "detail": detail})
         total_nodes = sum(r["want_neurons"] for r in rows)
-        found = db.read_one("MATCH (n:Neuron {model: $name}) RETURN count(n) AS c",
+        found = db.read_one(labels.cypher("MATCH (n:Neuron {model: $name}) RETURN count(n) AS c"),
                             name=name)["c"]
     if found != total_nodes:
         ok = False
-        rows.append({"layer": "(all layers)", "ok": False, "neurons": found,
-                     "want_neurons": total_nodes, "edges": 0, "want_edges": 0,
-                     "weight_sum": 0.0, "want_weight_sum": 0.0})
+        rows.append({"layer": "(all layers)", "ok": False, "unit": labels.unit,
+                     "neurons": found, "want_neurons": total_nodes, "edges": 0,
+                     "want_edges": 0, "weight_sum": 0.0, "want_weight_sum": 0.0})
     if m.get("state") != "complete":
         ok = False
     return Verification(name, ok, rows)
@@ -431,4 +488,14 @@ MATCH (n:Neuron {model: $name, layer_index: $li})
 CALL (n) { OPTIONAL MATCH (n)<-[r:W]-()
            RETURN count(r) AS e, coalesce(sum(r.weight), 0.0) AS ws }
 RETURN count(n) AS n, coalesce(sum(e), 0) AS e, coalesce(sum(ws), 0.0) AS ws
+"""
+
+_CHANNEL_LAYER_SUMS = """
+MATCH (n:Channel {model: $name, layer_index: $li})
+CALL (n) { OPTIONAL MATCH (n)<-[r:CW]-()
+           RETURN count(r) AS e, coalesce(sum(r.weight), 0.0) AS ws,
+                  coalesce(sum(r.edges), 0) AS ne, coalesce(sum(r.total), 0.0) AS ts,
+                  coalesce(sum(reduce(s = 0.0, x IN coalesce(r.kernel, []) | s + x)), 0.0) AS ks }
+RETURN count(n) AS n, coalesce(sum(e), 0) AS e, coalesce(sum(ws), 0.0) AS ws,
+       coalesce(sum(ne), 0) AS ne, coalesce(sum(ts), 0.0) AS ts, coalesce(sum(ks), 0.0) AS ks
 """

@@ -43,8 +43,10 @@ import numpy as np
 
 from ..graph import costs
 from ..graph.batches import EdgeBatch, NodeBatch
-from ..errors import SelectionError, TooLargeError
+from ..errors import SelectionError, TooLargeError, WeightgraphError
+from ..graph.channels import ChannelEdgeBatch, ChannelNodeBatch
 from ..graph.selection import parse_cone, parse_layer_range
+from ..sinks.neo4j_labels import CHANNEL, NEURON, GraphLabels, labels_of
 from ..terminal import human, progress as progress_bar
 from .cypher import bind_params, load_query, parse_query, read_only_check, statement_of
 from .db import Database, using
@@ -90,6 +92,8 @@ class PullPlan:
     # False when n_nodes leaves out the outside sources of a layer range (not counted above
     # OUTSIDE_COUNT_EDGES: counting them reads every edge of the range).
     nodes_exact: bool = True
+    # Neurons or channels (the Model node's granularity): which labels the pages read.
+    labels: GraphLabels = NEURON
 
     @property
     def networkx_bytes(self) -> int:
@@ -111,16 +115,47 @@ def plan_pull(name: str, layers: str | None = None, cone: str | None = None,
         info = require_complete(db, name, allow_incomplete)
         gd = dict(info["graph_data"])
         gd["name"] = name
-        model = LayerTable(gd["layers"])
+        labels = labels_of(info.get("granularity"))
+        if labels is CHANNEL:
+            if cypher is not None:
+                raise SelectionError("cypher= selections return neuron edges (src, dst, "
+                                     f"weight); {name!r} is a channel model: select it with "
+                                     "layers= or cone=")
+            # The lookups count channels: a layer's nodes are its channels, from its offset.
+            model = LayerTable([{**l, "neurons": l.get("channels") or 0}
+                                for l in gd["layers"]])
+        else:
+            model = LayerTable(gd["layers"])
         with db.session(read=True, fetch_size=10_000) as session:
             if cypher is not None:
-                return _plan_cypher(session, db, name, gd, cypher, params)
-            if cone is not None:
-                return _plan_cone(session, name, gd, model, cone, max_edges)
-            return _plan_layers(session, name, gd, model, layers, info)
+                plan = _plan_cypher(session, db, name, gd, cypher, params)
+            elif cone is not None:
+                plan = _plan_cone(_Relabelled(session, labels), name, gd, model, cone,
+                                  max_edges)
+            else:
+                plan = _plan_layers(_Relabelled(session, labels), name, gd, model, layers,
+                                    info, page_edges=labels_page(labels))
+        plan.labels = labels
+        return plan
 
 
-def _plan_layers(session, name, gd, model: LayerTable, spec, info) -> PullPlan:
+def labels_page(labels: GraphLabels) -> int:
+    # A channel edge carries its kernel (up to a few dozen floats): smaller pages, same bytes.
+    return PAGE_EDGES // 10 if labels is CHANNEL else PAGE_EDGES
+
+
+class _Relabelled:
+    """A session whose statements, written for neurons, run in the model's vocabulary."""
+
+    def __init__(self, session, labels: GraphLabels):
+        self.session, self.labels = session, labels
+
+    def run(self, statement, *args, **kwargs):
+        return self.session.run(self.labels.cypher(statement), *args, **kwargs)
+
+
+def _plan_layers(session, name, gd, model: LayerTable, spec, info,
+                 page_edges: int = PAGE_EDGES) -> PullPlan:
     if spec is None:
         chosen = model.neuron_layers
         selection = "all"
@@ -136,7 +171,7 @@ def _plan_layers(session, name, gd, model: LayerTable, spec, info) -> PullPlan:
         selection = f"layers {spec}"
     ranges = [(l["offset"], l["offset"] + l["neurons"]) for l in chosen]
     edge_pages = [("range", a, b) for l in chosen if l.get("kind") != "input"
-                  for a, b in model.pages(l, PAGE_EDGES)]
+                  for a, b in model.pages(l, page_edges)]
     first_id = ranges[0][0]
     if info.get("selection", "all") in ("all", None):
         # The database holds the whole graph: graph_data's counts are exact.
@@ -317,14 +352,14 @@ def _plan_cypher(session, db: Database, name, gd, cypher, params) -> PullPlan:
 
 
 # ---------------------------------------------------------------------------- streaming
-_NODES_RANGE = """
+_NEURON_NODES_RANGE = """
 MATCH (n:Neuron) WHERE n.model = $model AND n.id >= $lo AND n.id < $hi
 WITH n ORDER BY n.id
 RETURN n.layer_index AS layer_index, n.layer AS layer, n.op AS op, collect(n.id) AS ids,
        collect(n.index) AS idx, collect(n.bias) AS bias, collect(n.activation) AS activation
 """
 
-_NODES_IDS = """
+_NEURON_NODES_IDS = """
 UNWIND $ids AS i
 MATCH (n:Neuron {model: $model, id: i})
 WITH n ORDER BY n.id
@@ -332,23 +367,64 @@ RETURN n.layer_index AS layer_index, n.layer AS layer, n.op AS op, collect(n.id)
        collect(n.index) AS idx, collect(n.bias) AS bias, collect(n.activation) AS activation
 """
 
-_EDGES_RANGE = """
+_NEURON_EDGES_RANGE = """
 MATCH (n:Neuron) WHERE n.model = $model AND n.id >= $lo AND n.id < $hi
 MATCH (n)<-[w:W]-(s)
 RETURN collect(s.id) AS src, collect(n.id) AS dst, collect(w.weight) AS weight
 """
 
-_EDGES_IDS = """
+_NEURON_EDGES_IDS = """
 UNWIND $ids AS i
 MATCH (n:Neuron {model: $model, id: i})<-[w:W]-(s)
 RETURN collect(s.id) AS src, collect(i) AS dst, collect(w.weight) AS weight
+"""
+
+# Channel pages: ``[value]`` lists keep the nulls that collect() would drop (bias, activation
+# and kernel are absent where the contract leaves them out).
+_CHANNEL_NODES_RANGE = """
+MATCH (n:Channel) WHERE n.model = $model AND n.id >= $lo AND n.id < $hi
+WITH n ORDER BY n.id
+RETURN n.layer_index AS layer_index, n.layer AS layer, n.op AS op, collect(n.id) AS ids,
+       collect(n.channel) AS channel, collect(n.neurons) AS neurons,
+       collect([n.bias, n.activation]) AS attrs
+"""
+
+_CHANNEL_NODES_IDS = """
+UNWIND $ids AS i
+MATCH (n:Channel {model: $model, id: i})
+WITH n ORDER BY n.id
+RETURN n.layer_index AS layer_index, n.layer AS layer, n.op AS op, collect(n.id) AS ids,
+       collect(n.channel) AS channel, collect(n.neurons) AS neurons,
+       collect([n.bias, n.activation]) AS attrs
+"""
+
+_CHANNEL_EDGES_RANGE = """
+MATCH (n:Channel) WHERE n.model = $model AND n.id >= $lo AND n.id < $hi
+MATCH (n)<-[w:CW]-(s)
+RETURN collect(s.id) AS src, collect(n.id) AS dst, collect(w.weight) AS weight,
+       collect(w.edges) AS edges, collect(w.total) AS total, collect([w.kernel]) AS kernel
+"""
+
+_CHANNEL_EDGES_IDS = """
+UNWIND $ids AS i
+MATCH (n:Channel {model: $model, id: i})<-[w:CW]-(s)
+RETURN collect(s.id) AS src, collect(i) AS dst, collect(w.weight) AS weight,
+       collect(w.edges) AS edges, collect(w.total) AS total, collect([w.kernel]) AS kernel
 """
 
 
 def iter_pull(plan: PullPlan, *, driver: Database | neo4j.Driver | None = None,
               database: str | None = None) -> Iterator[NodeBatch | EdgeBatch]:
     """The node and edge batches of a plan, in bounded pages: nodes, then edges, then (layers
-    selections) the neurons outside the range that feed it."""
+    selections) the neurons outside the range that feed it. A channel model's pages are
+    :class:`ChannelNodeBatch` and :class:`ChannelEdgeBatch` (``layer_index`` -1)."""
+    channel = plan.labels is CHANNEL
+    node_batches = _channel_node_batches if channel else _neuron_node_batches
+    nodes_by_ids = _CHANNEL_NODES_IDS if channel else _NEURON_NODES_IDS
+    nodes_by_range = _CHANNEL_NODES_RANGE if channel else _NEURON_NODES_RANGE
+    edges_by_ids = _CHANNEL_EDGES_IDS if channel else _NEURON_EDGES_IDS
+    edges_by_range = _CHANNEL_EDGES_RANGE if channel else _NEURON_EDGES_RANGE
+    edge_batches = _channel_edge_batches if channel else _neuron_edge_batches
     with using(driver, database) as db:
         # One read transaction: a consistent view, and no automatic retry that would hand a
         # sink the same batch twice.
@@ -356,11 +432,11 @@ def iter_pull(plan: PullPlan, *, driver: Database | neo4j.Driver | None = None,
             name = plan.model
             if plan.node_ids is not None:
                 for a in range(0, len(plan.node_ids), PAGE_NODES):
-                    yield from _node_batches(tx.run(_NODES_IDS, model=name,
+                    yield from node_batches(tx.run(nodes_by_ids, model=name,
                                                     ids=plan.node_ids[a:a + PAGE_NODES].tolist()))
             for lo, hi in plan.node_ranges:
                 for a in range(lo, hi, PAGE_NODES):
-                    yield from _node_batches(tx.run(_NODES_RANGE, model=name, lo=a,
+                    yield from node_batches(tx.run(nodes_by_range, model=name, lo=a,
                                                     hi=min(hi, a + PAGE_NODES)))
             outside: list[np.ndarray] = []
             for page in plan.edge_pages:
@@ -368,25 +444,53 @@ def iter_pull(plan: PullPlan, *, driver: Database | neo4j.Driver | None = None,
                     yield from _cypher_edges(tx, page[1], plan.cypher_params)
                     continue
                 if page[0] == "range":
-                    rec = tx.run(_EDGES_RANGE, model=name, lo=page[1], hi=page[2]).single()
+                    rec = tx.run(edges_by_range, model=name, lo=page[1], hi=page[2]).single()
                 else:
-                    rec = tx.run(_EDGES_IDS, model=name, ids=page[1].tolist()).single()
-                batch = _edge_batch(rec["src"], rec["dst"], rec["weight"])
-                if not len(batch):
-                    continue
-                if plan.outside_below is not None:
-                    below = batch.src[batch.src < plan.outside_below]
-                    if len(below):
-                        outside.append(np.unique(below))
-                yield batch
+                    rec = tx.run(edges_by_ids, model=name, ids=page[1].tolist()).single()
+                for batch in edge_batches(rec):
+                    if not len(batch):
+                        continue
+                    if plan.outside_below is not None:
+                        below = batch.src[batch.src < plan.outside_below]
+                        if len(below):
+                            outside.append(np.unique(below))
+                    yield batch
             if outside:
                 ids = np.unique(np.concatenate(outside))
                 for a in range(0, len(ids), PAGE_NODES):
-                    yield from _node_batches(tx.run(_NODES_IDS, model=name,
+                    yield from node_batches(tx.run(nodes_by_ids, model=name,
                                                     ids=ids[a:a + PAGE_NODES].tolist()))
 
 
-def _node_batches(result) -> Iterator[NodeBatch]:
+def _channel_node_batches(result) -> Iterator[ChannelNodeBatch]:
+    for rec in result:
+        ids = np.asarray(rec["ids"], dtype=np.int64)
+        if not len(ids):
+            continue
+        bias = np.array([np.nan if b is None else b for b, _ in rec["attrs"]], dtype=np.float64)
+        activation = np.array([a for _, a in rec["attrs"]], dtype=object)
+        yield ChannelNodeBatch(id=ids, layer=rec["layer"], layer_index=int(rec["layer_index"]),
+                               channel=np.asarray(rec["channel"], dtype=np.int64),
+                               op=rec["op"], activation=activation, bias=bias,
+                               neurons=np.asarray(rec["neurons"], dtype=np.int64))
+
+
+def _channel_edge_batches(rec) -> Iterator[ChannelEdgeBatch]:
+    """One page of channel edges, cut by kernel length (a batch holds one (n, k) kernel)."""
+    kernels = [k for (k,) in rec["kernel"]]
+    cols = (np.asarray(rec["src"], dtype=np.int64), np.asarray(rec["dst"], dtype=np.int64),
+            np.asarray(rec["edges"], dtype=np.int64), np.asarray(rec["total"], dtype=np.float64),
+            np.asarray(rec["weight"], dtype=np.float64))
+    lengths = np.array([-1 if k is None else len(k) for k in kernels])
+    for length in np.unique(lengths).tolist():
+        sel = np.flatnonzero(lengths == length)
+        kernel = None if length < 0 else np.array([kernels[i] for i in sel],
+                                                   dtype=np.float64).reshape(len(sel), length)
+        src, dst, edges, total, weight = (c[sel] for c in cols)
+        yield ChannelEdgeBatch(src, dst, edges, total, weight, kernel, -1)
+
+
+def _neuron_node_batches(result) -> Iterator[NodeBatch]:
     for rec in result:
         ids = np.asarray(rec["ids"], dtype=np.int64)
         if not len(ids):
@@ -396,6 +500,10 @@ def _node_batches(result) -> Iterator[NodeBatch]:
         yield NodeBatch(id=ids, layer=rec["layer"], layer_index=int(rec["layer_index"]),
                         index=np.asarray(rec["idx"], dtype=np.int64), op=rec["op"],
                         bias=np.asarray(rec["bias"], dtype=np.float64), activation=activation)
+
+
+def _neuron_edge_batches(rec) -> Iterator[EdgeBatch]:
+    yield _edge_batch(rec["src"], rec["dst"], rec["weight"])
 
 
 def _edge_batch(src, dst, weight) -> EdgeBatch:
@@ -447,6 +555,10 @@ def pull(name: str, layers: str | None = None, cone: str | None = None,
     Returns
     -------
     networkx.DiGraph
+        A channel model (``Model.granularity = 'channel'``) comes back as the channel graph:
+        node keys the channel ids, the attributes of
+        :class:`~loader.sinks.networkx.ChannelNetworkXSink` (``cone`` is then
+        ``LAYER:CHANNEL[:DEPTH]``).
 
     Raises
     ------
@@ -461,14 +573,14 @@ def pull(name: str, layers: str | None = None, cone: str | None = None,
     >>> G = pull("small", layers="conv1:pool")
     >>> G.graph["name"], G.number_of_edges()
     """
-    from ..sinks.networkx import NetworkXSink
+    from ..sinks.networkx import ChannelNetworkXSink, NetworkXSink
 
     with using(driver, database) as db:
         plan = plan_pull(name, layers, cone, cypher, driver=db, params=params,
                          allow_incomplete=allow_incomplete, max_edges=max_edges)
         if plan.n_edges > max_edges:
             raise _too_large(name, plan.selection, plan.n_edges, plan.n_nodes, max_edges)
-        sink = NetworkXSink(plan.graph_data)
+        sink = (ChannelNetworkXSink if plan.labels is CHANNEL else NetworkXSink)(plan.graph_data)
         for batch in _prefetch(iter_pull(plan, driver=db)):
             sink.write(batch)
         return sink.close()
@@ -495,10 +607,11 @@ def pull_to_graphml(name: str, path: str | os.PathLike, layers: str | None = Non
     --------
     >>> pull_to_graphml("vgg16_32", "cone.graphml.gz", cone="block3_conv3:1000")
     """
-    from ..sinks.graphml import GraphMLWriter
+    from ..sinks.graphml import ChannelGraphMLWriter, GraphMLWriter
 
     return _pull_to_sink(name, path, "GraphML",
-                         lambda plan: GraphMLWriter(path, plan.graph_data),
+                         lambda plan: (ChannelGraphMLWriter if plan.labels is CHANNEL
+                                       else GraphMLWriter)(path, plan.graph_data),
                          layers=layers, cone=cone, cypher=cypher, driver=driver, params=params,
                          database=database, allow_incomplete=allow_incomplete,
                          max_edges=max_edges, progress=progress)
@@ -535,6 +648,10 @@ def pull_to_parquet(name: str, path: str | os.PathLike, layers: str | None = Non
     check_target(path)
 
     def make(plan: PullPlan):
+        if plan.labels is CHANNEL:
+            raise WeightgraphError(
+                f"model {name!r} is a channel model: pull it to GraphML, or export its channel "
+                "dataset from the Keras model (`export --granularity channel --format parquet`)")
         data = dict(plan.graph_data, selection=plan.selection)
         return ParquetDatasetWriter(path, data, edge_order="pulled", encoding=encoding)
 
@@ -561,7 +678,7 @@ def _pull_to_sink(name, path, label, make_sink, *, layers, cone, cypher, driver,
                 unit="edge") as bar:
             for batch in _prefetch(iter_pull(plan, driver=db)):
                 writer.write(batch)
-                if isinstance(batch, EdgeBatch):
+                if isinstance(batch, (EdgeBatch, ChannelEdgeBatch)):
                     bar.update(len(batch))
             nodes, edges = writer.nodes_written, writer.edges_written
     seconds = time.perf_counter() - start

@@ -49,9 +49,11 @@ class ServerControl:
     def stop(self) -> None: ...
     def start(self) -> None: ...
 
-    def import_full(self, nodes: dict[str, list[Path]], rels: list[Path], report: Path,
-                    database: str = STAGING_DATABASE) -> str:
-        """Run ``neo4j-admin database import full`` into ``database``; its output."""
+    def import_full(self, nodes: dict[str, list[Path]], rels: dict[str, list[Path]],
+                    report: Path, database: str = STAGING_DATABASE) -> str:
+        """Run ``neo4j-admin database import full`` into ``database``; its output.
+
+        ``nodes`` and ``rels`` map a label / relationship type to its header and data files."""
         ...
 
     def swap_in(self, staging: str = STAGING_DATABASE) -> None: ...
@@ -83,7 +85,8 @@ def _import_args(nodes: dict[str, list], rels, report, database, prefix=""):
             "--bad-tolerance=0", f"--report-file={report}",
             "--max-off-heap-memory=2G",
             *(f"--nodes={label}={files(paths)}" for label, paths in nodes.items()),
-            "--relationships=W=" + files(rels), "--", database]
+            *(f"--relationships={kind}={files(paths)}" for kind, paths in rels.items()),
+            "--", database]
 
 
 class LocalServer(ServerControl):
@@ -164,12 +167,13 @@ class ComposeServer(ServerControl):
         _run(self._compose("up", "-d", "--wait", self.service), "docker compose up")
 
     def import_full(self, nodes, rels, report, database=STAGING_DATABASE):
-        csv_dir = Path(rels[0]).parent
+        csv_dir = Path(next(iter(rels.values()))[0]).parent
         inside = lambda p: Path("/bulk") / Path(p).name  # noqa: E731
         cmd = self._compose("run", "--rm", "--no-deps", "-v", f"{csv_dir}:/bulk",
                             self.service, "neo4j-admin",
                             *_import_args({k: [inside(p) for p in v] for k, v in nodes.items()},
-                                          [inside(p) for p in rels], inside(report), database))
+                                          {k: [inside(p) for p in v] for k, v in rels.items()},
+                                          inside(report), database))
         return _run(cmd, "neo4j-admin database import (docker compose)")
 
     def swap_in(self, staging=STAGING_DATABASE):

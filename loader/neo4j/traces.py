@@ -41,7 +41,8 @@ from ..graph.selection import parse_cone, parse_layer_range, parse_neuron
 from ..graph.trace import ArrayTrace, trace_arrays
 from .db import Database, using
 from .faults import kill_point
-from .models import LayerTable, ModelStateError, check_name, delete_traces, require_complete
+from .models import (LayerTable, ModelStateError, check_name, delete_traces, require_complete,
+                     require_neurons)
 from .pull import PullPlan, _prefetch, iter_pull, plan_pull
 from .schema import create_schema
 
@@ -145,7 +146,7 @@ def trace_loaded(driver: Database | neo4j.Driver | None, model: str, input_path,
 
     check_name(name)
     with using(driver, database) as db:
-        info = require_complete(db, model)  # a trace of a partial graph would be wrong
+        info = require_neurons(require_complete(db, model), "a trace")  # not a partial graph
         existing = _trace_node(db, name)
         if existing is not None and not replace:
             raise WeightgraphError(f"trace {name!r} exists (of model {existing['model']!r}): "

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from ..graph.batches import EdgeBatch, NodeBatch
+from ..graph.channels import ChannelEdgeBatch
 
 
 class BatchSink:
     """Dispatches :meth:`write` to ``write_nodes`` / ``write_edges``."""
 
     def write(self, batch: NodeBatch | EdgeBatch) -> None:
-        """Write a :class:`NodeBatch` or an :class:`EdgeBatch`."""
-        if isinstance(batch, EdgeBatch):
+        """Write a node batch or an edge batch (neuron or channel)."""
+        if isinstance(batch, (EdgeBatch, ChannelEdgeBatch)):
             self.write_edges(batch)
         else:
             self.write_nodes(batch)

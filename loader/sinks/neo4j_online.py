@@ -25,6 +25,7 @@ from neo4j.exceptions import ConstraintError
 from ..errors import WeightgraphError
 from ..graph.batches import EdgeBatch, NodeBatch
 from .base import BatchSink
+from .neo4j_labels import CHANNEL, NEURON
 
 if TYPE_CHECKING:  # the sink writes through the Database it is given; it imports no driver
     from ..neo4j.db import Database
@@ -42,6 +43,25 @@ UNWIND range(0, size($s) - 1) AS i
 MATCH (a) WHERE id(a) = $s[i]
 MATCH (b) WHERE id(b) = $d[i]
 CREATE (a)-[:W {weight: $w[i]}]->(b)
+WITH count(*) AS written
+CREATE (:LoadBatch {model: $model, key: $key, rows: written})
+"""
+
+CREATE_CHANNELS = """
+UNWIND range(0, size($ids) - 1) AS i
+CREATE (:Channel {model: $model, id: $ids[i], layer: $layer, layer_index: $layer_index,
+                  channel: $channel[i], op: $op, neurons: $neurons[i], bias: $bias[i],
+                  activation: $activation[i]})
+WITH count(*) AS written
+CREATE (:LoadBatch {model: $model, key: $key, rows: written})
+"""
+
+# ``$k`` holds null where the layer has no parameters: the property is then absent.
+CREATE_CHANNEL_RELATIONSHIPS = """
+UNWIND range(0, size($s) - 1) AS i
+MATCH (a) WHERE id(a) = $s[i]
+MATCH (b) WHERE id(b) = $d[i]
+CREATE (a)-[:CW {weight: $w[i], edges: $n[i], total: $t[i], kernel: $k[i]}]->(b)
 WITH count(*) AS written
 CREATE (:LoadBatch {model: $model, key: $key, rows: written})
 """
@@ -81,6 +101,8 @@ class Neo4jOnlineSink(BatchSink):
     >>> sink.close()
     """
 
+    labels = NEURON
+
     def __init__(self, db: "Database", model: str, total_neurons: int, *, workers: int = 4,
                  done: set[str] | frozenset = frozenset(),
                  on_rows: Callable[[int], None] | None = None):
@@ -116,11 +138,18 @@ class Neo4jOnlineSink(BatchSink):
         self._node_batches += 1
         if self._skip(key, len(nb)):
             return
-        params = {"model": self.model, "key": key, "ids": nb.id.tolist(), "layer": nb.layer,
-                  "layer_index": nb.layer_index, "op": nb.op, "index": nb.index.tolist(),
-                  "bias": nb.bias.astype(np.float64).tolist(),
-                  "activation": nb.activations().tolist()}
-        self._submit(CREATE_NODES, params, len(nb))
+        self._submit(*self._node_statement(nb, key), len(nb))
+
+    def _node_statement(self, nb: NodeBatch, key: str) -> tuple[str, dict]:
+        return CREATE_NODES, {
+            "model": self.model, "key": key, "ids": nb.id.tolist(), "layer": nb.layer,
+            "layer_index": nb.layer_index, "op": nb.op, "index": nb.index.tolist(),
+            "bias": nb.bias.astype(np.float64).tolist(), "activation": nb.activations().tolist()}
+
+    def _edge_statement(self, eb: EdgeBatch, key: str, s: np.ndarray,
+                        d: np.ndarray) -> tuple[str, dict]:
+        return CREATE_RELATIONSHIPS, {"model": self.model, "key": key, "s": s.tolist(),
+                                      "d": d.tolist(), "w": eb.weight.astype(np.float64).tolist()}
 
     def write_edges(self, eb: EdgeBatch) -> None:
         if self._internal is None:
@@ -135,9 +164,7 @@ class Neo4jOnlineSink(BatchSink):
         if (s < 0).any() or (d < 0).any():
             raise MissingNeurons(f"model {self.model!r}: neurons missing in Neo4j for layer "
                                  f"index {eb.layer_index}; reload with --replace")
-        params = {"model": self.model, "key": key, "s": s.tolist(), "d": d.tolist(),
-                  "w": eb.weight.astype(np.float64).tolist()}
-        self._submit(CREATE_RELATIONSHIPS, params, len(eb))
+        self._submit(*self._edge_statement(eb, key, s, d), len(eb))
 
     def flush(self) -> None:
         """Wait until every submitted batch committed."""
@@ -162,8 +189,35 @@ class Neo4jOnlineSink(BatchSink):
         internal = np.full(self.total_neurons, -1, dtype=np.int64)
         for lo in range(0, self.total_neurons, chunk):
             rows = [(r["i"], r["nid"]) for r in
-                    self.db.read(_INTERNAL_IDS, name=self.model, lo=lo, hi=lo + chunk)]
+                    self.db.read(self.labels.cypher(_INTERNAL_IDS), name=self.model, lo=lo,
+                                 hi=lo + chunk)]
             if rows:
                 a = np.array(rows, dtype=np.int64)
                 internal[a[:, 0]] = a[:, 1]
         return internal
+
+
+class ChannelNeo4jOnlineSink(Neo4jOnlineSink):
+    """The same exactly-once writer for a :class:`~loader.graph.channels.ChannelGraph`:
+    ``(:Channel {model, id, layer, layer_index, channel, op, neurons, bias, activation})``
+    and ``[:CW {weight, edges, total, kernel}]`` (``bias``, ``activation`` and ``kernel``
+    absent where the contract leaves them out). ``total_neurons`` is the size of the channel
+    id space (``ChannelGraph.total_channels``)."""
+
+    labels = CHANNEL
+
+    def _node_statement(self, nb, key):
+        bias = [None if b != b else b for b in nb.bias.astype(np.float64).tolist()]
+        acts = [None if a is None else str(a) for a in nb.activation.tolist()]
+        return CREATE_CHANNELS, {
+            "model": self.model, "key": key, "ids": nb.id.tolist(), "layer": nb.layer,
+            "layer_index": nb.layer_index, "op": nb.op, "channel": nb.channel.tolist(),
+            "neurons": nb.neurons.tolist(), "bias": bias, "activation": acts}
+
+    def _edge_statement(self, eb, key, s, d):
+        kernel = (eb.kernel.astype(np.float64).tolist() if eb.kernel is not None
+                  else [None] * len(eb))
+        return CREATE_CHANNEL_RELATIONSHIPS, {
+            "model": self.model, "key": key, "s": s.tolist(), "d": d.tolist(),
+            "w": eb.weight.astype(np.float64).tolist(), "n": eb.edges.tolist(),
+            "t": eb.total.astype(np.float64).tolist(), "k": kernel}
