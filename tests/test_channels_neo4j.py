@@ -209,6 +209,12 @@ def test_pull_of_a_channel_model_is_the_channel_graph(driver, model_name, tmp_pa
     assert back.number_of_edges() == cg.n_edges
     s, d, a = next((s, d, a) for s, d, a in H.edges(data=True) if "kernel" in a)
     assert json.loads(back.edges[s, d]["kernel"]) == a["kernel"]
+    # The neuron dataset's columns cannot hold channels: one line, nothing written.
+    result = CliRunner().invoke(main, ["pull", "--name", name, "-o", str(tmp_path / "ch.parquet"),
+                                       "--format", "parquet", "--quiet"])
+    assert result.exit_code == 1 and "is a channel model" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "ch.parquet").exists()
     # Readers of neurons refuse a channel model with one line (nothing is read as neurons).
     from loader.analysis.report import analyze
 
