@@ -131,6 +131,8 @@ def variants_table(g, layers, n, work):
             ("compact, statistics on every column", dict(EDGE_ENCODINGS["compact"],
                                                          write_statistics=True), None),
             ("compact, nullable columns", EDGE_ENCODINGS["compact"], nullable),
+            (*variant("fast, ids lz4 (Neo4j's importer cannot read it)", "fast",
+                      compression={"src": "lz4", "dst": "lz4", "weight": "zstd"}), None),
             (*variant("fast, ids zstd level 1", "fast", compression="zstd",
                       compression_level=1), None),
             (*variant("fast, weight BYTE_STREAM_SPLIT", "fast",
