@@ -27,6 +27,12 @@ NEO4J_BYTES_PER_NODE = 150
 CSV_GZ_BYTES_PER_EDGE = 10
 CSV_GZ_BYTES_PER_NODE = 16
 
+# The bulk path's Parquet import files (loader.sinks.neo4j_parquet: delta ids, float32 weights,
+# zstd): 31.4 MB for the 37,954,304 relationships of VGG16 block 1 at 32x32 (0.83 bytes each;
+# Dense layers, all weights distinct, ~5); nodes ~15 bytes.
+BULK_PARQUET_BYTES_PER_EDGE = 2
+BULK_PARQUET_BYTES_PER_NODE = 16
+
 # Parquet dataset (loader.sinks.parquet, weight-major order, delta ids, zstd): bench_parquet
 # wrote all 14,975,945,472 edges of VGG16 at 224x224 in 2.99 GB, 0.20 bytes/edge (0.28 at
 # 64x64: shorter runs); Dense layers (all weights distinct) cost ~4. A node ~10 bytes.
