@@ -66,10 +66,17 @@ _API = {
     "analyze": "loader.analysis",
 }
 
-__all__ = sorted(_API)
+# Public name -> a module offered whole (``loader.gds.run(...)``, ``loader.gds.project(...)``).
+_MODULES = {"gds": "loader.neo4j.gds"}
+
+__all__ = sorted(set(_API) | set(_MODULES))
 
 
 def __getattr__(name: str):
+    if name in _MODULES:
+        value = importlib.import_module(_MODULES[name])
+        globals()[name] = value
+        return value
     if name in _API:
         value = getattr(importlib.import_module(_API[name]), name)
         globals()[name] = value
@@ -78,4 +85,4 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_API))
+    return sorted(set(globals()) | set(_API) | set(_MODULES))

@@ -209,6 +209,51 @@ def plot_metrics(G: nx.DiGraph, results: dict, out_dir: Path) -> Path | None:
     return _save(fig, out_dir / "metrics.png")
 
 
+def plot_gds_layers(layers: list[dict], out_dir: Path) -> Path | None:
+    """Whole-model GDS results per layer: mean and max PageRank (log scale), mean in- and
+    out-degree, communities (Louvain) among each layer's neurons.
+
+    Parameters
+    ----------
+    layers : list of dict
+        :attr:`loader.analysis.gds.GdsSummary.layers`.
+
+    Returns
+    -------
+    Path or None
+        ``gds_layers.png``; None without layers.
+    """
+    if not layers:
+        return None
+    plt = _pyplot()
+    names = [r["layer"] for r in layers]
+    x = np.arange(len(names))
+    panels = 3 if any("communities" in r for r in layers) else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), squeeze=False)
+    ax = axes[0, 0]
+    ax.bar(x - 0.2, [r.get("pagerank_mean", 0) for r in layers], 0.4, color=_BLUE, label="mean")
+    ax.bar(x + 0.2, [r.get("pagerank_max", 0) for r in layers], 0.4, color=_ORANGE, label="max")
+    ax.set_yscale("log")
+    ax.set_title("PageRank per layer (GDS, whole model)")
+    ax.legend(fontsize=8)
+    ax = axes[0, 1]
+    ax.bar(x - 0.2, [r.get("in_degree_mean", 0) for r in layers], 0.4, color=_BLUE,
+           label="in")
+    ax.bar(x + 0.2, [r.get("out_degree_mean", 0) for r in layers], 0.4, color=_GREEN,
+           label="out")
+    ax.set_title("mean degree per layer")
+    ax.legend(fontsize=8)
+    if panels == 3:
+        ax = axes[0, 2]
+        ax.bar(x, [r.get("communities", 0) for r in layers], color=_GREEN)
+        ax.set_title("communities (Louvain) among the layer's neurons")
+    for ax in axes.flat:
+        ax.set_xticks(x)
+        ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out_dir / "gds_layers.png")
+
+
 # ---------------------------------------------------------------------------- traces
 def plot_contribution_map(shown: np.ndarray, contribution: np.ndarray, title: str,
                           out_dir: Path, name: str = "contribution") -> Path:

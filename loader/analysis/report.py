@@ -31,9 +31,10 @@ from typing import Callable, Iterator, Sequence
 import networkx as nx
 import numpy as np
 
-from ..errors import SelectionError, WeightgraphError
+from ..errors import SelectionError, TooLargeError, WeightgraphError
 from ..graph.selection import parse_neuron, parse_subgraph
 from ..neo4j.db import using
+from ..neo4j.gds import GdsError
 from . import plots
 from .metrics import METRICS, check_costs, check_metrics, run_metrics
 from .sources import GraphSource, LayerStats, Neo4jSource, Source
@@ -49,7 +50,8 @@ def analyze(source, out_dir: str | os.PathLike, *, neuron: str | None = None,
             subgraph: str | None = None, fmt: str = "md",
             metrics: Sequence[str] = METRICS, max_cost: float = 60.0,
             max_edges: int = 5_000_000, sample_edges: int = 20_000_000, driver=None,
-            database: str | None = None, allow_incomplete: bool = False, trace=None) -> Path:
+            database: str | None = None, allow_incomplete: bool = False, trace=None,
+            gds: bool | None = None, gds_max_memory: int | None = None) -> Path:
     """Write an analysis report of a neuron graph and its PNG plots into ``out_dir``.
 
     Parameters
@@ -85,6 +87,11 @@ def analyze(source, out_dir: str | os.PathLike, *, neuron: str | None = None,
         A :class:`loader.graph.trace.Trace` of ``source``, or the name of a trace stored in
         Neo4j (for a model name): adds the contribution map beside the input image, the
         active fraction per layer and the chosen pooling positions.
+    gds : bool, optional
+        Whole-model sections from Graph Data Science inside Neo4j (PageRank and degree per
+        layer, components, Louvain communities per layer, with a plot): default on for a
+        model in Neo4j; a projection over the server's heap (or ``gds_max_memory``) is
+        reported in the section instead. NetworkX keeps the subgraph metrics.
 
     Returns
     -------
@@ -117,8 +124,12 @@ def analyze(source, out_dir: str | os.PathLike, *, neuron: str | None = None,
                 view = traces.from_neo4j(src.db, trace)
             else:
                 view = traces.from_trace(trace)
+        use_gds = isinstance(src, Neo4jSource) if gds is None else gds
+        if use_gds and not isinstance(src, Neo4jSource):
+            raise WeightgraphError("gds=True needs a model loaded in Neo4j (its name)")
         return _write_report(src, Path(out_dir), neuron, subgraph, fmt, metrics, max_cost,
-                             max_edges, sample_edges, view)
+                             max_edges, sample_edges, view,
+                             gds_memory=gds_max_memory if use_gds else False)
 
 
 def receptive_field_paths(source, neuron: str, *, driver=None,
@@ -180,7 +191,8 @@ def _metrics_subgraph(subgraph: str | None, target: tuple[str, int] | None,
 
 # ---------------------------------------------------------------------------- the report
 def _write_report(src: Source, out_dir: Path, neuron, subgraph, fmt, metrics, max_cost,
-                  max_edges, sample_edges, view=None) -> Path:
+                  max_edges, sample_edges, view=None, gds_memory: int | None | bool = False
+                  ) -> Path:
     started = time.perf_counter()
     layers = src.graph_data["layers"]
     target = _neuron(neuron, layers) if neuron else None
@@ -202,6 +214,8 @@ def _write_report(src: Source, out_dir: Path, neuron, subgraph, fmt, metrics, ma
         _receptive_field_section(report, src, target, out_dir)
     if view is not None:
         _trace_section(report, view, out_dir)
+    if gds_memory is not False:
+        _gds_section(report, src, gds_memory, out_dir)
     if sub is not None:
         _metrics_section(report, src, sub, metrics, estimates, max_cost, max_edges, out_dir)
     report.para(f"Report written in {time.perf_counter() - started:.1f} s.")
@@ -310,6 +324,47 @@ def _metrics_section(report: _Report, src: Source, sub: tuple[str, str], metrics
     p = plots.plot_metrics(G, results, out_dir)
     if p is not None:
         report.image(p, "metrics")
+
+
+def _gds_section(report: _Report, src: Neo4jSource, max_memory: int | None,
+                 out_dir: Path) -> None:
+    from .gds import whole_model
+
+    report.heading("Whole model, inside Neo4j (Graph Data Science)")
+    try:
+        s = whole_model(src.db, src.name, max_memory=max_memory,
+                        allow_incomplete=src.allow_incomplete)
+    except (TooLargeError, GdsError) as exc:
+        report.para(f"Not computed: {exc}")
+        return
+    took = ", ".join(f"{k} {v:.2g} s" for k, v in s.seconds.items())
+    report.para(f"Every neuron and relationship of the model ({s.nodes:,} and "
+                f"{s.relationships:,}), projected into GDS with |weight| as the weight "
+                f"(estimated {s.estimate_bytes / 1e6:.3g} MB of heap before projecting) and "
+                f"dropped after. PageRank: damping 0.85, 20 iterations, not normalised (GDS "
+                f"scores; divided by their sum they are NetworkX's). Degrees count "
+                f"relationships. Times: {took}.")
+    report.table(["layer", "neurons", "PageRank mean", "PageRank max", "in-degree mean",
+                  "in-degree max", "out-degree mean", "communities"],
+                 [[r["layer"], r["neurons"], r.get("pagerank_mean", math.nan),
+                   r.get("pagerank_max", math.nan), r.get("in_degree_mean", math.nan),
+                   r.get("in_degree_max", math.nan), r.get("out_degree_mean", math.nan),
+                   r.get("communities", "-")] for r in s.layers])
+    owners = [l for l in src.graph_data["layers"] if l.get("offset") is not None
+              and l.get("neurons") and l.get("kind") != "alias"]
+    rows = []
+    for r in s.top:
+        layer = max((l for l in owners if l["offset"] <= r["id"]), key=lambda l: l["offset"])
+        rows.append([r["id"], layer["name"], r["id"] - layer["offset"], r["score"]])
+    report.para("Highest PageRank in the whole model:")
+    report.table(["id", "layer", "index", "PageRank"], rows)
+    report.para(f"Weakly connected components: {s.components:,} (largest: "
+                f"{', '.join(f'{n:,}' for n in s.component_sizes)} neurons). Louvain "
+                f"communities on the undirected view: {s.communities:,}, modularity "
+                f"{s.modularity:.3f}.")
+    p = plots.plot_gds_layers(s.layers, out_dir)
+    if p is not None:
+        report.image(p, "GDS results per layer")
 
 
 def _top_nodes_table(report: _Report, G: nx.DiGraph, key: str, values: dict) -> None:

@@ -3,7 +3,8 @@
 Each command parses options, calls library functions a notebook user can call too, and turns
 known errors (:class:`loader.errors.WeightgraphError`) into one line on stderr and exit 1.
 One module per command family: :mod:`.graph` (plan, export), :mod:`.neo4j` (ping, load,
-verify, delete), :mod:`.analysis` (query, pull, analyze, sql), :mod:`.trace` (trace),
+verify, delete), :mod:`.analysis` (query, pull, analyze, sql), :mod:`.gds` (gds),
+:mod:`.trace` (trace),
 :mod:`.server`, :mod:`.demo`.
 """
 
@@ -57,13 +58,14 @@ def main():
 def _register_commands():
     from .analysis import analyze, pull, query, sql
     from .demo import demo
+    from .gds import gds_command
     from .graph import export, plan
     from .neo4j import delete_command, load_command, ping, verify_command
     from .server import server
     from .trace import trace_group
 
     for command in (plan, export, ping, load_command, verify_command, delete_command, demo,
-                    query, pull, analyze, sql, trace_group, server):
+                    query, pull, analyze, sql, gds_command, trace_group, server):
         main.add_command(command)
 
 

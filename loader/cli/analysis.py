@@ -217,8 +217,11 @@ def pull(name, layer_range, cone, cypher, params, output, max_edges, allow_incom
               help="with --trace INPUT: the neuron contributions go to (default: --neuron)")
 @click.option("--preprocess", type=click.Choice(["auto", "none", "caffe", "tf", "torch"]),
               default="auto", show_default=True, help="with --trace INPUT: as for `trace`")
+@click.option("--gds/--no-gds", "gds", default=None,
+              help="with --name: whole-model sections from Graph Data Science inside Neo4j "
+                   "(PageRank and degree per layer, components, communities); default on")
 def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir, fmt, metrics,
-            max_cost, max_edges, allow_incomplete, trace, target, preprocess):
+            max_cost, max_edges, allow_incomplete, trace, target, preprocess, gds):
     """Write an analysis report (Markdown or HTML, with PNG plots) of a neuron graph.
 
     MODEL may also be a Parquet dataset directory (`export --format parquet`): then the
@@ -226,8 +229,10 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
     every edge, whatever the size.
 
     Weight histograms, degree and strength distributions per layer, the receptive-field map
-    of --neuron, and PageRank / betweenness / communities on --subgraph, with their cost
-    estimated and checked before running. With --trace: the contribution map beside the
+    of --neuron, and PageRank / betweenness / communities on --subgraph (NetworkX), with their
+    cost estimated and checked before running. With --name, also PageRank and degree per
+    layer, components and communities of the whole model, from Graph Data Science inside
+    Neo4j (--no-gds to leave them out). With --trace: the contribution map beside the
     input image, the fraction of active neurons per layer, and where each pooling layer's
     chosen entries sit in the window.
 
@@ -279,7 +284,8 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
     try:
         path = run_analysis(source, out_dir, neuron=neuron, subgraph=subgraph, fmt=fmt,
                             metrics=chosen, max_cost=max_cost, max_edges=max_edges,
-                            driver=db, allow_incomplete=allow_incomplete, trace=trace)
+                            driver=db, allow_incomplete=allow_incomplete, trace=trace,
+                            gds=gds)
     finally:
         if db is not None:
             db.close()

@@ -4,6 +4,6 @@
 Modules: ``db`` (connection, Database), ``schema``, ``models`` (Model node, checksums,
 verify, delete), ``load`` (online and bulk), ``pull`` (Neo4j -> NetworkX / GraphML),
 ``cypher`` (query files, read-only execution), ``queries`` (named queries),
-``receptive_field``, ``traces`` (traces of loaded models, stored per neuron), ``server``
-(local or compose server control).
+``receptive_field``, ``traces`` (traces of loaded models, stored per neuron), ``gds`` (Graph
+Data Science: projections, algorithms), ``server`` (local or compose server control).
 """
