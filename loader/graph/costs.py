@@ -27,10 +27,10 @@ NEO4J_BYTES_PER_NODE = 150
 CSV_GZ_BYTES_PER_EDGE = 10
 CSV_GZ_BYTES_PER_NODE = 16
 
-# The bulk path's Parquet import files (loader.sinks.neo4j_parquet: delta ids, float32 weights,
-# zstd): 31.4 MB for the 37,954,304 relationships of VGG16 block 1 at 32x32 (0.83 bytes each;
-# Dense layers, all weights distinct, ~5); nodes ~15 bytes.
-BULK_PARQUET_BYTES_PER_EDGE = 2
+# The bulk path's Parquet import files (loader.sinks.neo4j_parquet: delta ids, float64 weights,
+# zstd): 995 MB for the 270,404,352 relationships of the whole VGG16 at 32x32 (3.7 bytes each;
+# Dense layers, all weights distinct, dominate); nodes ~9 bytes (2.7 MB for 319,976).
+BULK_PARQUET_BYTES_PER_EDGE = 4
 BULK_PARQUET_BYTES_PER_NODE = 16
 
 # Parquet dataset (loader.sinks.parquet, weight-major order, delta ids, zstd): bench_parquet
