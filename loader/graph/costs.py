@@ -50,14 +50,17 @@ PARQUET_EDGES_PER_S = 15e6        # bench_parquet: 9.9M (VGG16 224, shared VM at
 
 
 # The bulk load (Parquet import files, loader.neo4j.load), as three parts measured on this 2-core,
-# 24 GiB VM by bench/bench_whole_model.py and bench/bench_load.py (figures in README "Sizing"):
-#  * writing the import files: enumeration + checksums + Parquet, one core;
-#  * neo4j-admin import: its relationship, linking and post-processing stages, all per edge
-#    (the node stage is negligible at ~1,000 edges per neuron);
-#  * fixed: the importer's JVM, server stop and start, the count, the schema.
-BULK_FILES_EDGES_PER_S = 10e6
-BULK_IMPORT_EDGES_PER_S = 0.6e6
-BULK_FIXED_SECONDS = 45.0
+# 24 GiB VM by bench/bench_whole_model.py, whole VGG16 at 32x32 (270,404,352 relationships), the
+# VM shared with four other engineers' work (load average 10-16): 1,234 s end to end, of which
+#  * writing the import files (enumeration + checksums + Parquet, one core): 50.5 s, 5.4M/s;
+#  * neo4j-admin import 1,049 s, 258k/s: node import 10.6 s, relationship import 684.6 s,
+#    relationship linking 278.2 s, post processing 57.5 s (all but the first per edge);
+#  * fixed: server stop, swap, start (6g heap) and count 118.9 s, schema 15.6 s.
+# On a quiet VM the same steps ran ~2x faster (VGG16 block 1, 37.95M relationships: 60.7 s
+# end to end by the CSV path, README "Performance"), so these predict a busy machine.
+BULK_FILES_EDGES_PER_S = 5.4e6
+BULK_IMPORT_EDGES_PER_S = 258e3
+BULK_FIXED_SECONDS = 135.0
 # GDS in-memory graph (Cypher projection of one model, relationship property `weight`):
 # gds.graph.project.estimate on a fictitious graph of the whole VGG16 at 32x32 (319,976 nodes,
 # 270,404,352 relationships), bytesMax / relationships; without the property about half.
