@@ -61,9 +61,10 @@ PARQUET_EDGES_PER_S = 15e6        # bench_parquet: 9.9M (VGG16 224, shared VM at
 BULK_FILES_EDGES_PER_S = 5.4e6
 BULK_IMPORT_EDGES_PER_S = 258e3
 BULK_FIXED_SECONDS = 135.0
-# GDS in-memory graph (Cypher projection of one model, relationship property `weight`):
-# gds.graph.project.estimate on a fictitious graph of the whole VGG16 at 32x32 (319,976 nodes,
-# 270,404,352 relationships), bytesMax / relationships; without the property about half.
+# GDS in-memory graph (Cypher projection of one model, relationship property `weight`): the
+# whole VGG16 at 32x32 (319,976 nodes, 270,404,352 relationships) projected in 2.48 GB, 9.2
+# bytes per relationship (gds.graph.list sizeInBytes; GDS's own estimate with PageRank and WCC
+# 2.73 GB; bench_whole_model); without the property about half (GDS's estimate).
 GDS_BYTES_PER_REL = 9.5
 GDS_BYTES_PER_REL_UNWEIGHTED = 4.5
 GDS_BYTES_PER_NODE = 100
