@@ -19,8 +19,9 @@ keep the server's serial commit path busy. The server's CPU is the limit (client
 the fastest way in (no transactions, no lock or index maintenance per row), at the price of
 rebuilding the database: Community edition has one user database, so a bulk load replaces
 everything in it and refuses to unless told (``replace=True``, which says what goes before it
-goes). Steps: check the disk space against the plan's estimates; write gzip CSVs (the
-``(:Model)`` node, state ``complete``, included) while summing per-layer checksums; import them
+goes). Steps: check the disk space against the plan's estimates; write the import files
+(Parquet by default, :mod:`loader.sinks.neo4j_parquet`; gzip CSV with ``bulk_format="csv"``;
+the ``(:Model)`` node, state ``complete``, included) while summing per-layer checksums; import them
 into a staging database while the server keeps serving the old one; compare the import's
 counts with the plan; stop the server, swap the store directories, start it, count again (a
 difference puts the old store back), delete the old store; create the schema. Until the swap,
