@@ -49,6 +49,7 @@ _API = {
     "Database": "loader.neo4j.db",
     "connect": "loader.neo4j.db",
     "load": "loader.neo4j.load",
+    "load_dataset": "loader.neo4j.load",
     "verify": "loader.neo4j.models",
     "delete_model": "loader.neo4j.models",
     "loaded_models": "loader.neo4j.models",

@@ -31,6 +31,7 @@ def test_bulk_load_gives_the_online_graph():
     g = NeuronGraph.from_model(model)
     load(g, online_name, driver=driver, batch_size=1000)
     online = layer_sums(driver, online_name)
+    online_edges = _sorted_graph(driver, online_name)[2]
 
     with pytest.raises(BulkLoadError, match="--replace"):
         load(g, bulk_name, driver=driver, mode="bulk")
@@ -53,6 +54,9 @@ def test_bulk_load_gives_the_online_graph():
             assert abs(w0 - w1) <= 1e-9 * max(1.0, abs(w0)), li
         v = verify(bulk_name, driver=driver)
         assert v.ok, "\n".join(v.lines())
+        bulk_edges = _sorted_graph(driver, bulk_name)[2]
+        for k in ("src", "dst", "weight"):  # the Parquet import files: bit for bit
+            assert np.array_equal(online_edges[k], bulk_edges[k]), k
         layers, nodes, edges = read_back(driver, bulk_name)
         x = np.random.default_rng(9).normal(size=(2,) + g.entries[0].output.shape).astype("f4")
         ours = execute_arrays(layers, nodes, edges, x)
@@ -61,4 +65,75 @@ def test_bulk_load_gives_the_online_graph():
                                     ).records[0]["c"] >= 3
     finally:
         delete_model(driver, bulk_name)
+        driver.close()
+
+
+def _sorted_graph(driver, name):
+    """(nodes by id, edges sorted by (src, dst)) read back from Neo4j."""
+    layers, nodes, edges = read_back(driver, name)
+    order = np.argsort(nodes["id"])
+    nodes = {k: np.asarray(v, dtype=object)[order] for k, v in nodes.items()}
+    e = np.lexsort((edges["dst"], edges["src"]))
+    return layers, nodes, {k: v[e] for k, v in edges.items()}
+
+
+@pytest.mark.rebuilds_database
+def test_bulk_from_a_parquet_dataset_equals_the_csv_path(tmp_path):
+    """The CSV path and a dataset written by `export --format parquet` give the same graph,
+    bit for bit (weights float32 widened to the same float64), and it executes to Keras.
+    (The Parquet bulk files, the default, are checked against online mode above.)"""
+    from click.testing import CliRunner
+
+    from loader.cli import main as cli
+    from loader.neo4j.load import LoadError, load_dataset
+    from loader.sinks.parquet import write_parquet
+
+    tag = secrets.token_hex(3)
+    model = residual_model(size=7, channels=4)
+    g = NeuronGraph.from_model(model)
+    dataset = tmp_path / "g.parquet"
+    write_parquet(g, dataset)
+    graphs = {}
+    for how in ("csv", "dataset"):
+        driver = connect()
+        name = f"{how}_{tag}"
+        if how == "dataset":
+            s = load_dataset(dataset, name, replace=True, driver=driver)
+        else:
+            s = load(g, name, driver=driver, mode="bulk", replace=True, bulk_format=how)
+        driver.close()
+        assert (s.neurons, s.relationships) == (g.n_nodes, g.n_edges)
+        assert s.extra["input_type"] == ("csv" if how == "csv" else "parquet")
+        assert "relationship import" in s.extra["import_stages"]
+        driver = connect()
+        try:
+            v = verify(name, driver=driver)
+            assert v.ok, "\n".join(v.lines())
+            graphs[how] = _sorted_graph(driver, name)
+        finally:
+            driver.close()
+    layers, nodes, edges = graphs["csv"]
+    for how in ("dataset",):
+        _, n2, e2 = graphs[how]
+        for k in ("id", "layer_index", "index", "bias", "activation", "op", "layer"):
+            assert list(nodes[k]) == list(n2[k]), (how, k)
+        for k in ("src", "dst", "weight"):
+            assert np.array_equal(edges[k], e2[k]), (how, k)
+    x = np.random.default_rng(3).normal(size=(2,) + g.entries[0].output.shape).astype("f4")
+    _, n3, e3 = graphs["dataset"]
+    ours = execute_arrays(layers, {k: list(v) for k, v in n3.items()}, e3, x)
+    assert_matches_keras(ours, model, x, shape_only_included=False)
+
+    # Bad input: one line, non-zero exit, the database untouched.
+    with pytest.raises(LoadError, match="not a weightgraph Parquet dataset"):
+        load_dataset(tmp_path, "x")
+    r = CliRunner().invoke(cli, ["load", str(dataset), "--name", "y"])
+    assert r.exit_code != 0 and "--mode bulk" in r.output
+    r = CliRunner().invoke(cli, ["load", str(dataset), "--mode", "bulk", "--name", "y"])
+    assert r.exit_code != 0 and "--replace" in r.output
+    driver = connect()
+    try:
+        assert model_exists(driver, f"dataset_{tag}") is not None
+        delete_model(driver, f"dataset_{tag}")
+    finally:
         driver.close()

@@ -18,7 +18,9 @@ def plan(model, weights, input_shape, no_top, layer_range, cone, granularity, as
     """Sizes and costs of a model's neuron (or channel) graph, before any work.
 
     Per layer: class, op, output shape, neurons, edges; totals; estimated GraphML, NetworkX,
-    Neo4j and Parquet sizes and times (from the benchmarks in bench/).
+    Neo4j and Parquet sizes and times, the bulk-load time and the GDS projection's heap (from
+    constants measured by the benchmarks in bench/, loader/graph/costs.py); whether the graph
+    fits this machine (free disk where the local server's stores go, memory), and if not why.
 
     \b
     Example:
@@ -26,11 +28,14 @@ def plan(model, weights, input_shape, no_top, layer_range, cone, granularity, as
       weightgraph plan resnet50 --weights none --input-shape 64,64,3 --json
       weightgraph plan vgg16 --weights none --granularity channel --json
     """
+    import json
+
     g = open_graph(model, weights, input_shape, no_top, layer_range, cone,
                    granularity=granularity)
     p = g.plan()
+    machine = _machine(p.estimates)
     if as_json:
-        click.echo(p.model_dump_json(indent=2))
+        click.echo(json.dumps({**p.model_dump(), "machine": machine}, indent=2))
         return
     channel = p.granularity == "channel"
     unit = "channels" if channel else "neurons"
@@ -54,6 +59,34 @@ def plan(model, weights, input_shape, no_top, layer_range, cone, granularity, as
                f"memory, Neo4j store {human(e['neo4j_store_bytes'])} (online "
                f"~{seconds(e['neo4j_online_seconds'])}, bulk ~{seconds(e['neo4j_bulk_seconds'])})")
     click.echo(f"  Parquet dataset {human(e['parquet_bytes'])} (~{seconds(e['parquet_seconds'])})")
+    click.echo(f"  bulk load ~{seconds(e['neo4j_bulk_seconds'])} (import files "
+               f"{human(e['bulk_files_bytes'])}), GDS projection with weights "
+               f"~{human(e['gds_projection_bytes'])} of heap")
+    if machine["fits"]:
+        click.echo(f"this machine: fits ({human(machine['disk_free_bytes'])} free at "
+                   f"{machine['store_dir']}, {human(machine['memory_bytes'])} of memory)")
+    else:
+        click.echo("this machine: cannot fit: " + "; ".join(machine["cannot_fit"]))
+
+
+def _machine(estimates: dict) -> dict:
+    """Whether the estimates fit this machine: free disk where the local server's stores go
+    (its nearest existing parent), total memory; the reasons when not."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    from ..graph.costs import machine_fit
+    from ..neo4j.local_server import LocalNeo4j
+
+    place = Path(LocalNeo4j.from_environment().home) / "data"
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    free = shutil.disk_usage(place).free
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    reasons = machine_fit(estimates, disk_free=free, memory=memory)
+    return {"store_dir": str(place), "disk_free_bytes": free, "memory_bytes": memory,
+            "fits": not reasons, "cannot_fit": reasons}
 
 
 # ---------------------------------------------------------------------------- export

@@ -43,16 +43,21 @@ def ping():
 @click.option("--server", type=click.Choice(["local", "compose"]), default="local",
               show_default=True, help="bulk: which server to stop, import into and restart")
 @click.option("--csv-dir", type=click.Path(file_okay=False), help="bulk: where to write the "
-                                                                   "CSV files (default: a temp dir)")
+                                                                   "import files (default: a "
+                                                                   "temp dir)")
+@click.option("--bulk-format", type=click.Choice(["parquet", "csv"]), default="parquet",
+              show_default=True, help="bulk: the import files' format")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def load_command(model, weights, input_shape, no_top, layer_range, cone, granularity, name,
-                 mode, batch_size, workers, replace, resume, server, csv_dir, quiet):
+                 mode, batch_size, workers, replace, resume, server, csv_dir, bulk_format, quiet):
     """Load a model's neuron graph into Neo4j as (:Neuron)-[:W {weight}]->(:Neuron), or its
     channel graph (--granularity channel) as (:Channel)-[:CW {weight, edges, total,
     kernel}]->(:Channel).
 
     Nothing is written before the model has converted: an unsupported layer or a bad file is
     reported first. A killed load finishes with --resume, never duplicating an edge.
+    MODEL may be a Parquet dataset directory (`weightgraph export --format parquet`): with
+    --mode bulk its files are imported as they are.
 
     \b
     Example:
@@ -61,12 +66,22 @@ def load_command(model, weights, input_shape, no_top, layer_range, cone, granula
       weightgraph load model.keras --name mynet --resume
       weightgraph load model.keras --mode bulk --replace
       weightgraph load vgg16 --weights none --granularity channel --name vgg16_channels
+      weightgraph load vgg16_32.parquet --mode bulk --replace --name vgg16_32
     """
     from ..neo4j.load import load
     from ..neo4j.models import check_name
+    from ..sinks.parquet import is_dataset
 
     if name is not None:
         check_name(name)
+    if is_dataset(model):
+        _load_dataset(model, name, mode, replace, server, csv_dir,
+                      given=[o for o, v in (("--layers", layer_range), ("--cone", cone),
+                                            ("--resume", resume), ("--input-shape", input_shape),
+                                            ("--no-top", no_top),
+                                            ("--granularity channel", granularity == "channel"))
+                             if v])
+        return
     g = open_graph(model, weights, input_shape, no_top, layer_range, cone, name=name,
                    granularity=granularity)
     check_name(g.name)
@@ -75,10 +90,26 @@ def load_command(model, weights, input_shape, no_top, layer_range, cone, granula
               "layers": layer_range, "cone": cone, "granularity": granularity}
     summary = load(g, g.name, mode=mode, batch_size=batch_size, workers=workers, replace=replace,
                    resume=resume, progress=not quiet, source=source, server=server,
-                   csv_dir=csv_dir, notify=lambda line: click.echo(line, err=True))
+                   csv_dir=csv_dir, notify=lambda line: click.echo(line, err=True),
+                   bulk_format=bulk_format)
     click.echo(summary.line())
     if summary.extra:
         click.echo("  " + ", ".join(f"{k}={v}" for k, v in summary.extra.items()))
+
+
+def _load_dataset(path, name, mode, replace, server, work_dir, given):
+    from ..neo4j.load import LoadError, load_dataset
+
+    if mode != "bulk":
+        raise LoadError(f"{path} is a Parquet dataset: it loads with --mode bulk (neo4j-admin "
+                        "import of its files)")
+    if given:
+        raise LoadError(f"{', '.join(given)} do not apply to a dataset: it loads whole (export "
+                        "a selection with `weightgraph export ... --layers/--cone`)")
+    summary = load_dataset(path, name, replace=replace, server=server, work_dir=work_dir,
+                           notify=lambda line: click.echo(line, err=True))
+    click.echo(summary.line())
+    click.echo("  " + ", ".join(f"{k}={v}" for k, v in summary.extra.items()))
 
 
 @click.command("verify")

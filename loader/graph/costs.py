@@ -27,6 +27,12 @@ NEO4J_BYTES_PER_NODE = 150
 CSV_GZ_BYTES_PER_EDGE = 10
 CSV_GZ_BYTES_PER_NODE = 16
 
+# The bulk path's Parquet import files (loader.sinks.neo4j_parquet: delta ids, float64 weights,
+# zstd): 995 MB for the 270,404,352 relationships of the whole VGG16 at 32x32 (3.7 bytes each;
+# Dense layers, all weights distinct, dominate); nodes ~9 bytes (2.7 MB for 319,976).
+BULK_PARQUET_BYTES_PER_EDGE = 4
+BULK_PARQUET_BYTES_PER_NODE = 16
+
 # Parquet dataset (loader.sinks.parquet, weight-major order, delta ids, zstd): bench_parquet
 # wrote all 14,975,945,472 edges of VGG16 at 224x224 in 2.99 GB, 0.20 bytes/edge (0.28 at
 # 64x64: shorter runs); Dense layers (all weights distinct) cost ~4. A node ~10 bytes.
@@ -39,7 +45,65 @@ GRAPHML_EDGES_PER_S = 2.5e6       # bench_graphml: 1.5-3.7M edges/s
 NETWORKX_EDGES_PER_S = 1.0e6      # to_networkx: add_edges_from of python tuples
 NEO4J_ONLINE_EDGES_PER_S = 200e3  # bench_load: VGG16 block 1 at 32x32, 160-238k
 NEO4J_BULK_EDGES_PER_S = 600e3    # bench_load: the same, CSV + import + restart, 435-626k
+                                  # (the CSV path; the Parquet path: the constants below)
 PARQUET_EDGES_PER_S = 15e6        # bench_parquet: 9.9M (VGG16 224, shared VM at load 8) to 23M
+
+
+# The bulk load (Parquet import files, loader.neo4j.load), as three parts measured on this 2-core,
+# 24 GiB VM by bench/bench_whole_model.py, whole VGG16 at 32x32 (270,404,352 relationships), the
+# VM shared with four other engineers' work (load average 10-16): 1,234 s end to end, of which
+#  * writing the import files (enumeration + checksums + Parquet, one core): 50.5 s, 5.4M/s;
+#  * neo4j-admin import 1,049 s, 258k/s: node import 10.6 s, relationship import 684.6 s,
+#    relationship linking 278.2 s, post processing 57.5 s (all but the first per edge);
+#  * fixed: server stop, swap, start (6g heap) and count 118.9 s, schema 15.6 s.
+# On a quiet VM the same steps ran ~2x faster (VGG16 block 1, 37.95M relationships: 60.7 s
+# end to end by the CSV path, README "Performance"), so these predict a busy machine.
+BULK_FILES_EDGES_PER_S = 5.4e6
+BULK_IMPORT_EDGES_PER_S = 258e3
+BULK_FIXED_SECONDS = 135.0
+# GDS in-memory graph (Cypher projection of one model, relationship property `weight`): the
+# whole VGG16 at 32x32 (319,976 nodes, 270,404,352 relationships) projected in 2.48 GB, 9.2
+# bytes per relationship (gds.graph.list sizeInBytes; GDS's own estimate with PageRank and WCC
+# 2.73 GB; bench_whole_model); without the property about half (GDS's estimate).
+GDS_BYTES_PER_REL = 9.5
+GDS_BYTES_PER_REL_UNWEIGHTED = 4.5
+GDS_BYTES_PER_NODE = 100
+# The local server's heap beside a projection (transaction state, page cache is off-heap).
+GDS_HEAP_HEADROOM = 1 << 30
+# Share of the machine's memory the server's heap + page cache may take (the rest: the OS,
+# the importer, the Python client).
+MEMORY_SHARE = 0.75
+
+
+def bulk_load_seconds(n_nodes: int, n_edges: int) -> float:
+    """Predicted end-to-end seconds of a bulk load (files, import, swap, schema)."""
+    return (BULK_FIXED_SECONDS + n_edges / BULK_FILES_EDGES_PER_S
+            + n_edges / BULK_IMPORT_EDGES_PER_S)
+
+
+def gds_projection_bytes(n_nodes: int, n_edges: int, weighted: bool = True) -> int:
+    """Predicted heap of a GDS projection of the graph (with or without weights)."""
+    per_rel = GDS_BYTES_PER_REL if weighted else GDS_BYTES_PER_REL_UNWEIGHTED
+    return int(n_edges * per_rel + n_nodes * GDS_BYTES_PER_NODE)
+
+
+def machine_fit(est: dict, *, disk_free: int, memory: int) -> list[str]:
+    """Why a graph with estimates ``est`` cannot be loaded and analysed on a machine with
+    ``disk_free`` bytes free where the store goes and ``memory`` bytes of RAM; empty when it
+    fits. One line per reason."""
+    from ..terminal import human
+
+    reasons = []
+    disk = est["neo4j_store_bytes"] + est["bulk_files_bytes"]
+    if disk > disk_free:
+        reasons.append(f"disk: the bulk load needs {human(disk)} (store "
+                       f"{human(est['neo4j_store_bytes'])} + import files "
+                       f"{human(est['bulk_files_bytes'])}), {human(disk_free)} are free")
+    heap = est["gds_projection_bytes"] + GDS_HEAP_HEADROOM
+    if heap > memory * MEMORY_SHARE:
+        reasons.append(f"memory: a GDS projection with weights needs a heap of {human(heap)}, "
+                       f"more than {MEMORY_SHARE:.0%} of this machine's {human(memory)}")
+    return reasons
 
 
 def estimates(n_nodes: int, n_edges: int) -> dict:
@@ -53,5 +117,8 @@ def estimates(n_nodes: int, n_edges: int) -> dict:
         "networkx_seconds": n_edges / NETWORKX_EDGES_PER_S,
         "parquet_seconds": n_edges / PARQUET_EDGES_PER_S,
         "neo4j_online_seconds": n_edges / NEO4J_ONLINE_EDGES_PER_S,
-        "neo4j_bulk_seconds": n_edges / NEO4J_BULK_EDGES_PER_S,
+        "neo4j_bulk_seconds": bulk_load_seconds(n_nodes, n_edges),
+        "bulk_files_bytes": n_edges * BULK_PARQUET_BYTES_PER_EDGE
+                            + n_nodes * BULK_PARQUET_BYTES_PER_NODE,
+        "gds_projection_bytes": gds_projection_bytes(n_nodes, n_edges),
     }

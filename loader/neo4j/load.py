@@ -19,8 +19,9 @@ keep the server's serial commit path busy. The server's CPU is the limit (client
 the fastest way in (no transactions, no lock or index maintenance per row), at the price of
 rebuilding the database: Community edition has one user database, so a bulk load replaces
 everything in it and refuses to unless told (``replace=True``, which says what goes before it
-goes). Steps: check the disk space against the plan's estimates; write gzip CSVs (the
-``(:Model)`` node, state ``complete``, included) while summing per-layer checksums; import them
+goes). Steps: check the disk space against the plan's estimates; write the import files
+(Parquet by default, :mod:`loader.sinks.neo4j_parquet`; gzip CSV with ``bulk_format="csv"``;
+the ``(:Model)`` node, state ``complete``, included) while summing per-layer checksums; import them
 into a staging database while the server keeps serving the old one; compare the import's
 counts with the plan; stop the server, swap the store directories, start it, count again (a
 difference puts the old store back), delete the old store; create the schema. Until the swap,
@@ -47,8 +48,9 @@ from ..errors import WeightgraphError, one_line
 from ..graph import costs
 from ..graph.neuron_graph import NeuronGraph
 from ..sinks.neo4j_csv import ChannelNeo4jCSVSink, Neo4jCSVSink
-from ..sinks.neo4j_labels import CHANNEL, labels_for
+from ..sinks.neo4j_labels import CHANNEL, NEURON, GraphLabels, labels_for
 from ..sinks.neo4j_online import ChannelNeo4jOnlineSink, Neo4jOnlineSink
+from ..sinks.neo4j_parquet import Neo4jParquetSink, dataset_import_files, write_model_files
 from ..terminal import progress as progress_bar
 from .db import Database, Neo4jUnavailable, using
 from .faults import kill_point
@@ -95,7 +97,8 @@ def load(graph: NeuronGraph, name: str | None = None, *, mode: str = "online",
          resume: bool = False, driver: Database | neo4j.Driver | None = None,
          database: str | None = None, progress: bool = False, source: dict | None = None,
          server: str | ServerControl | None = None, csv_dir=None,
-         settings: Settings | None = None, notify=None) -> LoadSummary:
+         settings: Settings | None = None, notify=None,
+         bulk_format: str = "parquet") -> LoadSummary:
     """Load ``graph`` into Neo4j under ``name``.
 
     Parameters
@@ -118,6 +121,7 @@ def load(graph: NeuronGraph, name: str | None = None, *, mode: str = "online",
     driver : Database or neo4j.Driver, optional
         Where to load; default a connection from the settings (``NEO4J_*``).
     server : ``local``, ``compose`` or a :class:`ServerControl` (bulk only).
+    bulk_format : ``parquet`` (default) or ``csv``: the bulk path's import files.
     notify : callable, optional
         Bulk with ``replace``: called with one line saying what will be deleted, before
         anything is.
@@ -143,7 +147,7 @@ def load(graph: NeuronGraph, name: str | None = None, *, mode: str = "online",
             if mode == "bulk":
                 return _load_bulk(db, graph, name, replace=replace, progress=progress,
                                   source=source, server=server_control(server), csv_dir=csv_dir,
-                                  notify=notify)
+                                  notify=notify, input_type=bulk_format)
             return _load_online(db, graph, name, batch_size=batch_size, workers=workers,
                                 replace=replace, resume=resume, progress=progress,
                                 source=source)
@@ -262,40 +266,40 @@ def _record_failure(db: Database, name: str, exc: BaseException) -> None:
 
 # ---------------------------------------------------------------------------- bulk
 def _load_bulk(db: Database, graph, name: str, *, replace, progress, source,
-               server: ServerControl, csv_dir=None, keep_csv=False,
-               notify=None) -> LoadSummary:
+               server: ServerControl, csv_dir=None, keep_csv=False, notify=None,
+               input_type: str = "parquet") -> LoadSummary:
     """Rebuild the database with ``graph`` through ``neo4j-admin database import full``.
 
-    The previous database is never at risk before the new one is whole: the CSV files and the
-    import go to a staging database (``wgstaging``) while the server keeps serving the old
+    The previous database is never at risk before the new one is whole: the import files and
+    the import go to a staging database (``wgstaging``) while the server keeps serving the old
     one; the import's counts must equal the plan; only then is the server stopped for a
     swap of the store directories (renames, the old store kept as ``neo4j.previous``), started,
     and counted again; a difference puts the old store back. The ``(:Model)`` node is
     imported with the graph, in state ``complete``, so the swapped-in store is the whole
     model from its first moment.
+
+    ``input_type`` is the files' format: ``parquet`` (default; ~10x faster to write, see
+    :mod:`loader.sinks.neo4j_parquet`) or ``csv`` (gzip CSV, :mod:`loader.sinks.neo4j_csv`).
     """
-    counts = db.read_one("MATCH (n) RETURN count(n) AS nodes")
-    models = [r["name"] for r in db.read("MATCH (m:Model) RETURN m.name AS name ORDER BY name")]
-    listing = f" (models: {', '.join(models)})" if models else ""
-    if counts["nodes"] and not replace:
-        raise BulkLoadError(
-            f"bulk mode rebuilds the whole database, which holds {counts['nodes']:,} "
-            f"nodes{listing}: use --replace to delete everything in it, or --mode online to "
-            "add this model")
+    if input_type not in BULK_INPUT_TYPES:
+        raise LoadError(f"bulk input type must be parquet or csv, not {input_type!r}")
+    labels = labels_for(graph)
+    if labels is CHANNEL:
+        sink_class, input_type = ChannelNeo4jCSVSink, "csv"  # kernels are double[] CSV cells
+    else:
+        sink_class = Neo4jParquetSink if input_type == "parquet" else Neo4jCSVSink
+    nodes = _check_replace(db, replace)
     own_dir = csv_dir is None
     directory = Path(csv_dir or tempfile.mkdtemp(prefix="weightgraph-bulk-")).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     try:
-        check_disk_space(graph, directory, server.data_dir())
-        if counts["nodes"] and notify is not None:
-            notify(f"bulk mode replaces the whole database: its {counts['nodes']:,} nodes"
-                   f"{listing} are deleted once the new one is imported and counted")
+        check_disk_space(graph, directory, server.data_dir(), input_type=input_type)
+        _notify_replace(db, nodes, notify)
         start = time.perf_counter()
         checksums = LayerChecksums(graph)
-        labels = labels_for(graph)
-        sink_class = ChannelNeo4jCSVSink if labels is CHANNEL else Neo4jCSVSink
         with sink_class(directory, name) as sink, progress_bar(
-                graph.n_nodes + graph.n_edges, "CSV", enabled=progress, unit="row") as bar:
+                graph.n_nodes + graph.n_edges, "import files", enabled=progress,
+                unit="row") as bar:
             for nb in graph.iter_node_batches():
                 sink.write_nodes(nb)
                 bar.update(len(nb))
@@ -306,38 +310,167 @@ def _load_bulk(db: Database, graph, name: str, *, replace, progress, source,
         props = _model_props(graph, "bulk", 0, checksums.layers, source)
         sink.write_model({"name": name, **props, "state": "complete",
                           "completed_at": time.time()})
-        csv_seconds = time.perf_counter() - start
-        t_import = time.perf_counter()
-        output = server.import_full({labels.node: sink.node_files, "Model": sink.model_files},
-                                    {labels.rel: sink.relationship_files},
-                                    directory / "import.report")
-        imported = imported_counts(output)
-        if imported != (graph.n_nodes + 1, graph.n_edges):
-            raise BulkLoadError(
-                f"the import counted {imported[0]:,} nodes and {imported[1]:,} relationships, "
-                f"the plan {graph.n_nodes + 1:,} and {graph.n_edges:,}: the previous database "
-                "is untouched")
-        import_seconds = time.perf_counter() - t_import
-        kill_point("bulk.imported")
-        t_swap = time.perf_counter()
-        _swap_in(db, server, graph)
-        swap_seconds = time.perf_counter() - t_swap
-        kill_point("bulk.before_schema")
-        t_schema = time.perf_counter()
-        create_schema(db)
-        seconds = time.perf_counter() - start
-        return LoadSummary(name, "bulk", graph.n_nodes, graph.n_edges, seconds, unit=labels.unit,
-                           extra={
-            "csv_seconds": round(csv_seconds, 2), "import_seconds": round(import_seconds, 2),
-            "swap_seconds": round(swap_seconds, 2),
-            "schema_seconds": round(time.perf_counter() - t_schema, 2),
-            "csv_bytes": sum(p.stat().st_size for p in directory.glob("*.csv*"))})
+        files_seconds = time.perf_counter() - start
+        return _import_and_swap(db, server, name, directory, start, files_seconds,
+                                {labels.node: sink.node_files, "Model": sink.model_files},
+                                {labels.rel: sink.relationship_files}, graph.n_nodes,
+                                graph.n_edges, input_type, labels)
     finally:
         if own_dir and not keep_csv:
             shutil.rmtree(directory, ignore_errors=True)
 
 
-def _swap_in(db: Database, server: ServerControl, graph) -> None:
+BULK_INPUT_TYPES = ("parquet", "csv")
+
+
+def _check_replace(db: Database, replace: bool) -> int:
+    """The database's node count; refuses (one line) to rebuild a non-empty one unasked."""
+    counts = db.read_one("MATCH (n) RETURN count(n) AS nodes")
+    if counts["nodes"] and not replace:
+        raise BulkLoadError(
+            f"bulk mode rebuilds the whole database, which holds {counts['nodes']:,} "
+            f"nodes{_listing(db)}: use --replace to delete everything in it, or --mode online "
+            "to add this model")
+    return counts["nodes"]
+
+
+def _listing(db: Database) -> str:
+    models = [r["name"] for r in db.read("MATCH (m:Model) RETURN m.name AS name ORDER BY name")]
+    return f" (models: {', '.join(models)})" if models else ""
+
+
+def _notify_replace(db: Database, nodes: int, notify) -> None:
+    if nodes and notify is not None:
+        notify(f"bulk mode replaces the whole database: its {nodes:,} nodes{_listing(db)} "
+               "are deleted once the new one is imported and counted")
+
+
+_STAGE = re.compile(r"^(.+?) COMPLETED in (.+)$", re.M)
+_DURATION = re.compile(r"(\d+)(ms|h|m|s)")
+
+
+def import_stages(output: str) -> dict[str, float]:
+    """Seconds per stage from the importer's output (``Relationship import COMPLETED in 38s
+    197ms`` -> ``{"relationship import": 38.2}``)."""
+    unit = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    return {stage.strip().lower(): round(sum(int(v) * unit[u] for v, u in
+                                             _DURATION.findall(text)), 2)
+            for stage, text in _STAGE.findall(output)}
+
+
+def _import_and_swap(db: Database, server: ServerControl, name: str, directory: Path,
+                     start: float, files_seconds: float, nodes: dict, rels: dict,
+                     n_nodes: int, n_edges: int, input_type: str,
+                     labels: GraphLabels = NEURON) -> LoadSummary:
+    """Import the files into the staging database, check its counts, swap it in, count,
+    create the schema; the summary's ``extra`` times every step."""
+    t_import = time.perf_counter()
+    output = server.import_full(nodes, rels, directory / "import.report",
+                                input_type=input_type)
+    imported = imported_counts(output)
+    if imported != (n_nodes + 1, n_edges):
+        raise BulkLoadError(
+            f"the import counted {imported[0]:,} nodes and {imported[1]:,} relationships, "
+            f"the plan {n_nodes + 1:,} and {n_edges:,}: the previous database "
+            "is untouched")
+    import_seconds = time.perf_counter() - t_import
+    kill_point("bulk.imported")
+    t_swap = time.perf_counter()
+    _swap_in(db, server, n_nodes, n_edges, labels)
+    swap_seconds = time.perf_counter() - t_swap
+    kill_point("bulk.before_schema")
+    t_schema = time.perf_counter()
+    create_schema(db)
+    seconds = time.perf_counter() - start
+    return LoadSummary(name, "bulk", n_nodes, n_edges, seconds, unit=labels.unit, extra={
+        "input_type": input_type, "files_seconds": round(files_seconds, 2),
+        "import_seconds": round(import_seconds, 2), "import_stages": import_stages(output),
+        "swap_seconds": round(swap_seconds, 2),
+        "schema_seconds": round(time.perf_counter() - t_schema, 2),
+        "files_bytes": sum(p.stat().st_size for p in directory.iterdir() if p.is_file())})
+
+
+def load_dataset(path, name: str | None = None, *, replace: bool = False,
+                 driver: Database | neo4j.Driver | None = None, database: str | None = None,
+                 server: str | ServerControl | None = None, work_dir=None,
+                 notify=None) -> LoadSummary:
+    """Bulk-load a Parquet dataset written by ``weightgraph export --format parquet``
+    (:mod:`loader.sinks.parquet`) into Neo4j, rebuilding the database like ``load(...,
+    mode="bulk")``.
+
+    The dataset's edge files are imported as they are (``--input-type=parquet``); its nodes
+    are rewritten with the model name (small); the per-layer counts and weight sums that
+    ``verify`` compares are read from the files themselves.
+
+    Parameters
+    ----------
+    path : the dataset directory.
+    name : the model's name in Neo4j; default the dataset's (``graph.json`` ``name``).
+    work_dir : where the rewritten nodes go (default a temporary directory, deleted after).
+
+    Examples
+    --------
+    >>> loader.write_parquet(g, "vgg16_32.parquet")
+    >>> load_dataset("vgg16_32.parquet", "vgg16_32", replace=True).line()
+    """
+    from ..sinks.parquet import is_dataset
+
+    path = Path(path)
+    if not is_dataset(path):
+        raise LoadError(f"{path} is not a weightgraph Parquet dataset (no graph.json): write "
+                        "one with `weightgraph export MODEL -o DIR --format parquet`")
+    meta = json.loads((path / "graph.json").read_text())
+    name = check_name(name or meta.get("name", ""))
+    try:
+        with using(driver, database) as db:
+            return _load_dataset(db, path, meta, name, replace=replace,
+                                 server=server_control(server), work_dir=work_dir,
+                                 notify=notify)
+    except neo4j.exceptions.ServiceUnavailable as exc:
+        raise Neo4jUnavailable(f"lost the connection to Neo4j during the load ({exc})") from None
+    except neo4j.exceptions.AuthError:
+        raise Neo4jUnavailable("Neo4j refused the credentials (check NEO4J_PASSWORD)") from None
+
+
+def _load_dataset(db: Database, path: Path, meta: dict, name: str, *, replace, server,
+                  work_dir, notify) -> LoadSummary:
+    nodes = _check_replace(db, replace)
+    own_dir = work_dir is None
+    directory = Path(work_dir or tempfile.mkdtemp(prefix="weightgraph-bulk-")).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        need = int(meta.get("nodes", 0)) * costs.NEO4J_BYTES_PER_NODE \
+            + int(meta.get("edges", 0)) * costs.NEO4J_BYTES_PER_REL
+        _check_free(server.data_dir(), need, "new store")
+        _notify_replace(db, nodes, notify)
+        start = time.perf_counter()
+        files = dataset_import_files(path, directory, name, meta["layers"])
+        if (files["nodes"], files["edges"]) != (meta.get("nodes"), meta.get("edges")):
+            raise BulkLoadError(f"the dataset's files hold {files['nodes']:,} nodes and "
+                                f"{files['edges']:,} edges, its graph.json says "
+                                f"{meta.get('nodes')} and {meta.get('edges')}: nothing was "
+                                "changed")
+        graph_data = {k: meta[k] for k in ("name", "selection", "layers") if k in meta}
+        props = {"graph_data": json.dumps(graph_data), "plan": json.dumps({}),
+                 "mode": "bulk", "batch_size": 0, "selection": meta.get("selection", "all"),
+                 "nodes": files["nodes"], "edges": files["edges"],
+                 "checksums": json.dumps(files["checksums"]),
+                 "source": json.dumps({"dataset": str(path.resolve())})}
+        model_files = write_model_files(directory, {"name": name, **props, "state": "complete",
+                                                    "completed_at": time.time()})
+        files_seconds = time.perf_counter() - start
+        return _import_and_swap(db, server, name, directory, start, files_seconds,
+                                {"Neuron": files["node_files"], "Model": model_files},
+                                {"W": files["relationship_files"]}, files["nodes"],
+                                files["edges"],
+                                "parquet")
+    finally:
+        if own_dir:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _swap_in(db: Database, server: ServerControl, n_nodes: int, n_edges: int,
+             labels: GraphLabels = NEURON) -> None:
     """Stop, swap the staged store in, start, count; on any failure put the old one back."""
     server.drop_previous()  # a previous bulk load's, kept until now: its successor was counted
     server.stop()
@@ -346,13 +479,12 @@ def _swap_in(db: Database, server: ServerControl, graph) -> None:
         server.swap_in()
         kill_point("bulk.swapped")
         server.start()
-        labels = labels_for(graph)
         got = db.read_one(labels.cypher("MATCH (n:Neuron) WITH count(n) AS n "
                                         "MATCH ()-[r:W]->() RETURN n, count(r) AS e"))
-        if (got["n"], got["e"]) != (graph.n_nodes, graph.n_edges):
+        if (got["n"], got["e"]) != (n_nodes, n_edges):
             raise BulkLoadError(f"the swapped-in database holds {got['n']:,} {labels.unit} and "
-                                f"{got['e']:,} relationships, the plan {graph.n_nodes:,} and "
-                                f"{graph.n_edges:,}: the previous database was put back")
+                                f"{got['e']:,} relationships, the plan {n_nodes:,} and "
+                                f"{n_edges:,}: the previous database was put back")
     except BaseException:
         _put_back(server)
         raise
@@ -385,12 +517,15 @@ def imported_counts(output: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def check_disk_space(graph, csv_dir: Path, data_dir: Path | None) -> dict:
-    """Refuse (one line) when the CSV files and the new store will not fit beside the old
+def check_disk_space(graph, csv_dir: Path, data_dir: Path | None, *,
+                     input_type: str = "csv") -> dict:
+    """Refuse (one line) when the import files and the new store will not fit beside the old
     store, by the plan's size estimates (:mod:`loader.graph.costs`); returns the figures."""
     est = graph.plan().estimates
-    need = {"csv": int(graph.n_edges * costs.CSV_GZ_BYTES_PER_EDGE
-                       + graph.n_nodes * costs.CSV_GZ_BYTES_PER_NODE),
+    per_edge, per_node = ((costs.BULK_PARQUET_BYTES_PER_EDGE, costs.BULK_PARQUET_BYTES_PER_NODE)
+                          if input_type == "parquet" else
+                          (costs.CSV_GZ_BYTES_PER_EDGE, costs.CSV_GZ_BYTES_PER_NODE))
+    need = {"csv": int(graph.n_edges * per_edge + graph.n_nodes * per_node),
             "store": int(est.get("neo4j_store_bytes", 0))}
     places = {"csv": csv_dir}
     if data_dir is not None and data_dir.exists():
@@ -402,8 +537,21 @@ def check_disk_space(graph, csv_dir: Path, data_dir: Path | None) -> dict:
         wanted = sum(need[what] for what, _ in entries)
         free = shutil.disk_usage(entries[0][1]).free
         if free < wanted:
-            what = " and ".join(f"{w} files ({_mb(need[w])}, {p})" for w, p in entries)
+            what = " and ".join(f"{_WHAT[w]} ({_mb(need[w])}, {p})" for w, p in entries)
             raise BulkLoadError(f"not enough disk space for the bulk load: the {what} need "
                                 f"{_mb(wanted)} by the plan's estimate, {_mb(free)} are free "
                                 "there; nothing was changed")
     return need
+
+
+_WHAT = {"csv": "import files", "store": "store files"}
+
+
+def _check_free(path: Path | None, need: int, what: str) -> None:
+    if path is None or not path.exists():
+        return
+    free = shutil.disk_usage(path).free
+    if free < need:
+        raise BulkLoadError(f"not enough disk space for the bulk load: the {what} needs "
+                            f"{_mb(need)} by the plan's estimate, {_mb(free)} are free at "
+                            f"{path}; nothing was changed")

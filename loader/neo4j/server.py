@@ -50,8 +50,10 @@ class ServerControl:
     def start(self) -> None: ...
 
     def import_full(self, nodes: dict[str, list[Path]], rels: dict[str, list[Path]],
-                    report: Path, database: str = STAGING_DATABASE) -> str:
-        """Run ``neo4j-admin database import full`` into ``database``; its output.
+                    report: Path, database: str = STAGING_DATABASE,
+                    input_type: str = "csv") -> str:
+        """Run ``neo4j-admin database import full`` into ``database`` (files of
+        ``input_type``, csv or parquet); its output.
 
         ``nodes`` and ``rels`` map a label / relationship type to its header and data files."""
         ...
@@ -79,14 +81,24 @@ def _run(cmd: list[str], what: str, env=None, timeout=None) -> str:
     return p.stdout + p.stderr
 
 
-def _import_args(nodes: dict[str, list], rels, report, database, prefix=""):
+def _import_args(nodes: dict[str, list], rels, report, database, prefix="",
+                 input_type="csv"):
     files = lambda paths: ",".join(prefix + str(p) for p in paths)  # noqa: E731
     return ["database", "import", "full", "--overwrite-destination=true", "--id-type=integer",
-            "--bad-tolerance=0", f"--report-file={report}",
-            "--max-off-heap-memory=2G",
+            "--bad-tolerance=0", f"--report-file={report}", f"--input-type={input_type}",
+            # Parquet files carry their own types (float32 weights stay floats: exact).
+            *(["--normalize-types=false"] if input_type == "parquet" else []),
+            f"--max-off-heap-memory={os.environ.get('WEIGHTGRAPH_IMPORT_MEMORY', '2G')}",
+            *_import_extra(),
             *(f"--nodes={label}={files(paths)}" for label, paths in nodes.items()),
             *(f"--relationships={kind}={files(paths)}" for kind, paths in rels.items()),
             "--", database]
+
+
+def _import_extra() -> list[str]:
+    """``WEIGHTGRAPH_IMPORT_OPTIONS``: further importer options, split on spaces (e.g.
+    ``--threads=4 --high-parallel-io=on``); the benchmarks try them with it."""
+    return os.environ.get("WEIGHTGRAPH_IMPORT_OPTIONS", "").split()
 
 
 class LocalServer(ServerControl):
@@ -102,8 +114,9 @@ class LocalServer(ServerControl):
     def start(self):
         self.server.start()
 
-    def import_full(self, nodes, rels, report, database=STAGING_DATABASE):
-        done = self.server.admin(*_import_args(nodes, rels, report, database), capture=True)
+    def import_full(self, nodes, rels, report, database=STAGING_DATABASE, input_type="csv"):
+        done = self.server.admin(*_import_args(nodes, rels, report, database,
+                                               input_type=input_type), capture=True)
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
             raise ServerError(f"neo4j-admin database import failed (exit {done.returncode}): "
@@ -166,14 +179,18 @@ class ComposeServer(ServerControl):
     def start(self):
         _run(self._compose("up", "-d", "--wait", self.service), "docker compose up")
 
-    def import_full(self, nodes, rels, report, database=STAGING_DATABASE):
-        csv_dir = Path(next(iter(rels.values()))[0]).parent
+    def import_full(self, nodes, rels, report, database=STAGING_DATABASE, input_type="csv"):
+        paths = [p for ps in [*rels.values(), *nodes.values()] for p in ps]
+        csv_dir = Path(paths[0]).parent
+        if any(Path(p).parent != csv_dir for p in paths):
+            raise ServerError("the compose server imports files of one directory only (a "
+                              "dataset's files: load it with the local server)")
         inside = lambda p: Path("/bulk") / Path(p).name  # noqa: E731
         cmd = self._compose("run", "--rm", "--no-deps", "-v", f"{csv_dir}:/bulk",
                             self.service, "neo4j-admin",
                             *_import_args({k: [inside(p) for p in v] for k, v in nodes.items()},
                                           {k: [inside(p) for p in v] for k, v in rels.items()},
-                                          inside(report), database))
+                                          inside(report), database, input_type=input_type))
         return _run(cmd, "neo4j-admin database import (docker compose)")
 
     def swap_in(self, staging=STAGING_DATABASE):
