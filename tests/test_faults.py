@@ -63,12 +63,15 @@ def record(**row):
             f.write(line + "\n")
 
 
-def weightgraph(args, kill_at=None, timeout=300):
-    """Run the CLI in its own process; returns (exit code, output). -9: it was SIGKILLed."""
+def weightgraph(args, kill_at=None, timeout=300, tmpdir=None):
+    """Run the CLI in its own process; returns (exit code, output). -9: it was SIGKILLed.
+    ``tmpdir``: its TMPDIR (where a bulk load's import files go)."""
     env = dict(os.environ)
     env.pop("WEIGHTGRAPH_KILL_AT", None)
     if kill_at:
         env["WEIGHTGRAPH_KILL_AT"] = kill_at
+    if tmpdir is not None:
+        env["TMPDIR"] = str(tmpdir)
     p = subprocess.run([sys.executable, "-m", "loader.cli", *args], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=timeout)
     return p.returncode, (p.stdout + p.stderr).strip()
@@ -333,10 +336,13 @@ def test_killed_bulk_load_keeps_or_swaps_whole_databases(fault_model, tmp_path):
         g_old = NeuronGraph.from_model(str(old_model))
         bulk = ["load", str(path), "--name", "wg_bulk_new", "--mode", "bulk", "--replace",
                 "--quiet"]
+        work = tmp_path / "tmp"  # the loads' temporary import files
+        work.mkdir()
 
         # 1. killed after the import into the staging store: nothing of the old one changed
         t = time.perf_counter()
-        code, out = weightgraph(bulk, kill_at="bulk.imported")
+        code, out = weightgraph(bulk, kill_at="bulk.imported", tmpdir=work)
+        assert len(list(work.glob("weightgraph-bulk-*"))) == 1  # the killed load's files
         assert code == -signal.SIGKILL and "bulk mode replaces the whole database" in out, out
         assert "wg_old_a" in out
         driver.close()
@@ -369,7 +375,7 @@ def test_killed_bulk_load_keeps_or_swaps_whole_databases(fault_model, tmp_path):
                edges=g_old.n_edges)
 
         # 3. killed after the swap, server stopped: the next start serves the new model
-        code, out = weightgraph(bulk, kill_at="bulk.swapped")
+        code, out = weightgraph(bulk, kill_at="bulk.swapped", tmpdir=work)
         assert code == -signal.SIGKILL, out
         t = time.perf_counter()
         subprocess.run([str(SCRIPT), "start"], check=True, capture_output=True)
@@ -385,9 +391,11 @@ def test_killed_bulk_load_keeps_or_swaps_whole_databases(fault_model, tmp_path):
 
         # 4. a full bulk load after that drops the kept previous store and ends exact
         t = time.perf_counter()
-        code, out = weightgraph(bulk)
+        code, out = weightgraph(bulk, tmpdir=work)
         assert code == 0, out
         assert not (dbs / "neo4j.previous").exists()
+        # Each load removed the files of the killed ones before it, then its own.
+        assert list(work.glob("weightgraph-bulk-*")) == []
         driver.close()
         driver = connect()
         assert_exact(driver, "wg_bulk_new", g)

@@ -51,6 +51,7 @@ from ..sinks.neo4j_csv import ChannelNeo4jCSVSink, Neo4jCSVSink
 from ..sinks.neo4j_labels import CHANNEL, NEURON, GraphLabels, labels_for
 from ..sinks.neo4j_online import ChannelNeo4jOnlineSink, Neo4jOnlineSink
 from ..sinks.neo4j_parquet import Neo4jParquetSink, dataset_import_files, write_model_files
+from ..processes import process_alive
 from ..terminal import progress as progress_bar
 from .db import Database, Neo4jUnavailable, using
 from .faults import kill_point
@@ -290,8 +291,7 @@ def _load_bulk(db: Database, graph, name: str, *, replace, progress, source,
         sink_class = Neo4jParquetSink if input_type == "parquet" else Neo4jCSVSink
     nodes = _check_replace(db, replace)
     own_dir = csv_dir is None
-    directory = Path(csv_dir or tempfile.mkdtemp(prefix="weightgraph-bulk-")).resolve()
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = _bulk_work_dir(csv_dir)
     try:
         check_disk_space(graph, directory, server.data_dir(), input_type=input_type)
         _notify_replace(db, nodes, notify)
@@ -321,6 +321,23 @@ def _load_bulk(db: Database, graph, name: str, *, replace, progress, source,
 
 
 BULK_INPUT_TYPES = ("parquet", "csv")
+_WORK_PREFIX = "weightgraph-bulk-"
+
+
+def _bulk_work_dir(given) -> Path:
+    """Where the import files go: ``given``, or a new temporary directory named with this
+    process's id. The finally clause that deletes it does not run when the process is killed
+    (kill -9, the fault tests), so the temporary directories of loads whose process is gone
+    are deleted first."""
+    if given is not None:
+        directory = Path(given).resolve()
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
+    for old in Path(tempfile.gettempdir()).glob(f"{_WORK_PREFIX}*-*"):
+        pid = old.name[len(_WORK_PREFIX):].split("-")[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-")).resolve()
 
 
 def _check_replace(db: Database, replace: bool) -> int:
@@ -436,8 +453,7 @@ def _load_dataset(db: Database, path: Path, meta: dict, name: str, *, replace, s
                   work_dir, notify) -> LoadSummary:
     nodes = _check_replace(db, replace)
     own_dir = work_dir is None
-    directory = Path(work_dir or tempfile.mkdtemp(prefix="weightgraph-bulk-")).resolve()
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = _bulk_work_dir(work_dir)
     try:
         need = int(meta.get("nodes", 0)) * costs.NEO4J_BYTES_PER_NODE \
             + int(meta.get("edges", 0)) * costs.NEO4J_BYTES_PER_REL

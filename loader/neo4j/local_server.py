@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 from dotenv import dotenv_values, set_key
 
 from ..errors import WeightgraphError, one_line
+from ..processes import process_alive
 from .jars import GDS_VERSION, NEO4J_VERSION, cache_dir, fetch
 
 if TYPE_CHECKING:
@@ -193,22 +194,6 @@ def _write_credentials(env_file: Path, password: str) -> None:
                           f"{exc.strerror or one_line(exc)}") from None
 
 
-def _process_alive(pid: int) -> bool:
-    """Whether ``pid`` runs. A zombie counts as gone: the server it was has exited, and only
-    the script that started it can reap it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        try:  # no /proc (or the process is gone): ask the kernel
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
-
-
 def wait_until_ready(settings: Settings | None = None, timeout: float = 60.0, *,
                      pid: int | None = None, interval: float = 1.0) -> None:
     """Return once an authenticated session on the settings' database runs a query.
@@ -267,7 +252,7 @@ def wait_until_ready(settings: Settings | None = None, timeout: float = 60.0, *,
                 last = f"Neo4j at {uri}: {one_line(exc)}"
             finally:
                 driver.close()
-        if pid is not None and not _process_alive(pid):
+        if pid is not None and not process_alive(pid):
             raise NotReady(f"the Neo4j process {pid} exited before it accepted a session at "
                            f"{uri}")
         if time.monotonic() >= deadline:

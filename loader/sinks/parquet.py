@@ -95,6 +95,7 @@ import numpy as np
 
 from ..errors import WeightgraphError
 from ..graph.batches import EdgeBatch, NodeBatch
+from ..processes import process_alive
 from .base import BatchSink
 from .graphml import _json_scalar
 
@@ -411,18 +412,8 @@ def _remove_abandoned(path: Path) -> None:
     is gone); a running export's own is kept."""
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
         pid = tmp.name[len(path.name) + 2:].split(".")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _replace_dir(new: Path, path: Path) -> None:
