@@ -108,7 +108,7 @@ def test_dataset_layout_columns_widths_and_graph_json(tmp_path):
         ("bias", "float"), ("activation", "string")]
     assert not any(f.nullable for f in schema)
     column = pq.ParquetFile(edge_file).metadata.row_group(0).column(1)
-    assert "BYTE_STREAM_SPLIT" in column.encodings and column.compression == "SNAPPY"
+    assert "BYTE_STREAM_SPLIT" in column.encodings and column.compression == "LZ4"
     assert column.statistics.has_min_max
     con = open_duckdb(tmp_path / "ds")
     per_layer = dict(con.execute("SELECT layer_index, count(*) FROM edges GROUP BY 1").fetchall())

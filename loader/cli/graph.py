@@ -102,7 +102,7 @@ def _machine(estimates: dict) -> dict:
               help="Parquet: processes writing tiles at once (e.g. the number of cores)")
 @click.option("--parquet-encoding", type=click.Choice(["fast", "compact"]), default="fast",
               show_default=True,
-              help="Parquet: fast (byte-split ids, snappy) or compact (delta ids, zstd; ~half "
+              help="Parquet: fast (byte-split ids, lz4) or compact (delta ids, zstd; ~half "
                    "the bytes, three fifths of the speed)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def export(model, weights, input_shape, no_top, layer_range, cone, granularity, output, fmt,

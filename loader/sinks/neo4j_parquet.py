@@ -202,9 +202,11 @@ def _layer_files(root: Path, kind: str) -> dict[int, list[Path]]:
 
 def dataset_import_files(dataset: str | os.PathLike, directory: str | os.PathLike, model: str,
                          layers: list[dict]) -> dict:
-    """Import inputs for the dataset at ``dataset``: its edge files as they are, its nodes
-    rewritten into ``directory`` with ``model`` and ``layer_index``; and, read from the files
-    themselves, per layer the neurons, edges and weight sums (what ``verify`` compares).
+    """Import inputs for the dataset at ``dataset``: its edge files as they are (those
+    compressed with a codec the importer lacks, see :data:`IMPORTER_CODECS`, rewritten into
+    ``directory`` with zstd), its nodes rewritten into ``directory`` with ``model`` and
+    ``layer_index``; and, read from the files themselves, per layer the neurons, edges and
+    weight sums (what ``verify`` compares).
 
     ``layers`` is the dataset's ``graph.json`` layer list (names by index).
 
@@ -248,15 +250,26 @@ def dataset_import_files(dataset: str | os.PathLike, directory: str | os.PathLik
     for li, parts in _layer_files(root, "edges").items():
         c = checksums.setdefault(str(li), {"layer": names.get(li, str(li)), "neurons": 0,
                                            "edges": 0, "weight_sum": 0.0, "abs_sum": 0.0})
-        for part in parts:
+        for k, part in enumerate(parts):
             f = pq.ParquetFile(part)
-            for rg in range(f.num_row_groups):
-                w = f.read_row_group(rg, columns=["weight"]).column("weight").cast("float64")
-                c["edges"] += len(w)
-                c["weight_sum"] += float(pc.sum(w).as_py() or 0.0)
-                c["abs_sum"] += float(pc.sum(pc.abs(w)).as_py() or 0.0)
+            readable = _importer_reads(f)
+            copy = None if readable else pq.ParquetWriter(
+                directory / f"edges-{li}-{k}.parquet", f.schema_arrow, **_TRANSCODE_OPTIONS)
+            try:
+                for rg in range(f.num_row_groups):
+                    t = f.read_row_group(rg, columns=None if copy else ["weight"])
+                    if copy is not None:
+                        copy.write_table(t)
+                    w = t.column("weight").cast("float64")
+                    c["edges"] += len(w)
+                    c["weight_sum"] += float(pc.sum(w).as_py() or 0.0)
+                    c["abs_sum"] += float(pc.sum(pc.abs(w)).as_py() or 0.0)
+            finally:
+                if copy is not None:
+                    copy.close()
             if f.metadata.num_rows:
-                rel_files.append(part.resolve())
+                rel_files.append(part.resolve() if readable
+                                 else directory / f"edges-{li}-{k}.parquet")
         n_edges += c["edges"]
     header = directory / "rels_header.csv"
     header.write_text(DATASET_REL_HEADER)
@@ -265,6 +278,22 @@ def dataset_import_files(dataset: str | os.PathLike, directory: str | os.PathLik
     return {"node_files": [node_header, directory / "nodes.parquet"],
             "relationship_files": [header, *rel_files], "nodes": n_nodes, "edges": n_edges,
             "checksums": checksums}
+
+
+# Codecs neo4j-admin's Parquet reader has (its lib/ carries snappy-java and zstd-jni, not
+# aircompressor: an lz4 column fails with ClassNotFoundException
+# io.airlift.compress.lz4.Lz4Decompressor). Files with another codec, such as the dataset's
+# default `fast` encoding (lz4 ids), are rewritten row group by row group with zstd.
+IMPORTER_CODECS = frozenset({"UNCOMPRESSED", "SNAPPY", "GZIP", "ZSTD"})
+_TRANSCODE_OPTIONS = dict(use_dictionary=False, compression="zstd", compression_level=1,
+                          write_statistics=False)
+
+
+def _importer_reads(f) -> bool:
+    """Whether every column chunk of the ParquetFile ``f`` uses a codec the importer reads."""
+    meta = f.metadata
+    return all(meta.row_group(rg).column(c).compression in IMPORTER_CODECS
+               for rg in range(meta.num_row_groups) for c in range(meta.num_columns))
 
 
 def write_model_files(directory: str | os.PathLike, props: dict) -> list[Path]:

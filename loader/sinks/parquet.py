@@ -33,7 +33,7 @@ variant                                        M/CPU-s    bytes/edge
 =============================================  =========  ==========
 ``pq.write_table`` defaults (the baseline)     27.5       3.56
 same, the enumerator's natural order           22.8       3.49
-**fast** (default; then with lz4 ids)         76.7       1.15
+**fast** (default)                             76.7       1.15
 **compact**                                    49.0       1.04
 compact with statistics on every column        46.1       1.04
 compact with nullable columns                  41.3       1.04
@@ -64,8 +64,8 @@ Edge order and encodings, chosen by measurement:
   ``src``/``dst`` step by a constant along each run. The enumerator's own order (pair by pair,
   all channels) repeats a whole kernel slab per position instead: ``pq.write_table`` defaults
   took 1.84 bytes/edge on ``block1_conv2`` and 3.58 on ``block5_conv1`` in that order.
-* Ids (``fast``): BYTE_STREAM_SPLIT + snappy (a progression's high bytes are constant streams;
-  the table's figures are with lz4, about 5% faster, which Neo4j's importer cannot read);
+* Ids (``fast``): BYTE_STREAM_SPLIT + lz4 (a progression's high bytes are constant streams;
+  snappy is as fast but took 0.93 bytes/edge on the whole VGG16 against lz4's 0.28);
   (``compact``): DELTA_BINARY_PACKED + zstd, 0.04 bytes/value but pyarrow's delta encoder
   runs at ~100M values/s, the slowest step of the old writer.
 * ``weight``: PLAIN + zstd: 0.075 bytes/value at 220M values/s; dictionary (RLE) is slower and
@@ -134,12 +134,12 @@ def _schemas():
 # min/max statistics on src and dst (row-group pruning for questions about one neuron) and
 # none on weight (they cost ~30% of the writer's time and no query here prunes on weight).
 EDGE_ENCODINGS = {
-    # Ids split into byte streams (a progression's high bytes are constant) and snappy, weights
+    # Ids split into byte streams (a progression's high bytes are constant) and lz4, weights
     # PLAIN + zstd level 1: the fastest measured that keeps the whole VGG16 under 0.5 B/edge.
-    # Snappy, not lz4 (5% faster here): Neo4j's importer (`load DIR --mode bulk`) has no lz4
-    # codec (ClassNotFoundException: io.airlift.compress.lz4.Lz4Decompressor).
+    # Not snappy: as fast, but 0.93 bytes/edge on the whole VGG16 (lz4 0.28). Neo4j's
+    # importer cannot read lz4: `load DIR --mode bulk` rewrites such files with zstd first.
     "fast": dict(use_dictionary=False, write_statistics=["src", "dst"],
-                 compression={"src": "snappy", "dst": "snappy", "weight": "zstd"},
+                 compression={"src": "lz4", "dst": "lz4", "weight": "zstd"},
                  compression_level={"weight": 1},
                  column_encoding={"src": "BYTE_STREAM_SPLIT", "dst": "BYTE_STREAM_SPLIT",
                                   "weight": "PLAIN"}),
