@@ -13,18 +13,17 @@ Widths: ``id``, ``index``, ``src``, ``dst`` int64; ``layer_index`` int32; ``bias
 ``weight`` float32 (the values the graph is made of, bit for bit); strings UTF-8. Edge columns
 are required (never null).
 
-Measured by ``bench/bench_parquet.py`` on the shared 2-core VM (pyarrow 26), 2026-11-28, the VM
-at load average 11-17 from four other engineers' work (wall clock is what was left over; the
-CPU-seconds are the steadier figure): all 14,975,945,472 edges of VGG16 at 224x224, ``fast``,
-2 workers, in 21.2 min wall: **4.14 GB, 0.276 bytes per edge** (goal 0.5), 11.8M edges/s wall
-clock (goal 100M: not reached here), **307 CPU-seconds in all = 48.7M edges per CPU-second**,
-so about 97M edges/s on two idle cores (the previous writer, delta + zstd in one process:
->= 463 CPU-seconds, 32M edges per CPU-second, 2.99 GB). Then DuckDB over that dataset: edges
-and weight sum per layer over all 15e9 edges 94 s wall (39 s CPU; goal 60), the in-degree
-histogram of block5_conv1 32 s, the 10 strongest edges into one block1_conv2 neuron 0.89 s
-(goal 1 s; row groups pruned on ``dst``).
+Measured by ``bench/bench_parquet.py`` on the 2-core VM (pyarrow 26), 2026-11-28, quiet (load
+average 1.4-1.9): all 14,975,945,472 edges of VGG16 at 224x224, ``fast``, 2 workers, in 1.7 min:
+**146.4M edges/s** (goal 100M), **4.14 GB, 0.276 bytes per edge** (goal 0.5), 70.0M edges per
+CPU-second. Then DuckDB over that dataset: edges and weight sum per layer over all 15e9 edges
+15.7 s (goal 60), the in-degree histogram of block5_conv1 2.3 s, the 10 strongest edges into
+one block1_conv2 neuron 0.12 s (goal 1 s; row groups pruned on ``dst``). Earlier the same day,
+the VM at load 11-17 from four other engineers' work: 21.2 min (11.8M edges/s wall, 48.7M per
+CPU-second; the previous writer, delta + zstd in one process: 32M per CPU-second, 2.99 GB),
+DuckDB 94 s / 32 s / 0.89 s.
 
-Same run, the writer alone on the first 8M edges of block1_conv2, block3_conv2, block5_conv1
+In that loaded run, the writer alone on the first 8M edges of block1_conv2, block3_conv2, block5_conv1
 and fc1 (the same batches for every variant; M edges per CPU-second, bytes/edge; fc1's
 distinct weights dominate the sizes of the sample):
 
@@ -42,6 +41,7 @@ fast with BYTE_STREAM_SPLIT weights            73.9       1.15
 compact with lz4 ids                           54.7       1.07
 compact with RLE_DICTIONARY weights            28.8       1.19
 compact with 8 MiB data pages                  45.8       1.04
+fast with snappy ids (quiet run; fast: 85.5)   79.8       1.81
 our GraphML writer                             1.5        91.3
 =============================================  =========  ==========
 
