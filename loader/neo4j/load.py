@@ -415,7 +415,9 @@ def load_dataset(path, name: str | None = None, *, replace: bool = False,
     (:mod:`loader.sinks.parquet`) into Neo4j, rebuilding the database like ``load(...,
     mode="bulk")``.
 
-    The dataset's edge files are imported as they are (``--input-type=parquet``); its nodes
+    The dataset's edge files are imported as they are (``--input-type=parquet``), or
+    rewritten with zstd where their codec is one the importer lacks (lz4, the ``fast``
+    encoding's ids: :data:`loader.sinks.neo4j_parquet.IMPORTER_CODECS`); its nodes
     are rewritten with the model name (small); the per-layer counts and weight sums that
     ``verify`` compares are read from the files themselves.
 
