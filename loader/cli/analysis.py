@@ -14,7 +14,7 @@ import json
 
 import click
 
-from .options import loaded_selection_options, parse_shape
+from .options import loaded_selection_options, output_format, parse_shape
 
 from ..errors import WeightgraphError
 from ..neo4j.db import Database
@@ -147,13 +147,7 @@ def pull(name, layer_range, cone, cypher, params, output, fmt, max_edges, allow_
     from ..neo4j.pull import pull_to_graphml, pull_to_parquet
     from ..neo4j.queries import parse_params
 
-    graphml_name = output.endswith(".graphml") or output.endswith(".graphml.gz")
-    fmt = fmt or ("graphml" if graphml_name else None)
-    if fmt is None:
-        raise WeightgraphError(f"say --format parquet for a dataset directory, or give a "
-                               f".graphml/.graphml.gz file: {output}")
-    if fmt == "graphml" and not graphml_name:
-        raise WeightgraphError(f"output must end in .graphml or .graphml.gz: {output}")
+    fmt = output_format(output, fmt)
     if fmt == "parquet":
         from ..sinks.parquet import check_target
 

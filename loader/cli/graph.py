@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..errors import WeightgraphError
 from ..terminal import human, seconds
-from .options import model_options, open_graph
+from .options import model_options, open_graph, output_format
 
 __all__ = ["plan", "export"]
 
@@ -125,13 +124,7 @@ def export(model, weights, input_shape, no_top, layer_range, cone, granularity, 
       weightgraph export vgg16 --weights none --granularity channel -o vgg16_ch.parquet \
           --format parquet
     """
-    graphml_name = output.endswith(".graphml") or output.endswith(".graphml.gz")
-    fmt = fmt or ("graphml" if graphml_name else None)
-    if fmt is None:
-        raise WeightgraphError(f"say --format parquet for a dataset directory, or give a "
-                               f".graphml/.graphml.gz file: {output}")
-    if fmt == "graphml" and not graphml_name:
-        raise WeightgraphError(f"output must end in .graphml or .graphml.gz: {output}")
+    fmt = output_format(output, fmt)
     if fmt == "parquet":
         from ..sinks.parquet import check_target
 

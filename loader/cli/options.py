@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ..errors import WeightgraphError
+
 
 def parse_shape(ctx, param, value):
     """Click callback: ``32,32,3`` (or ``32x32x3``) -> (32, 32, 3)."""
@@ -84,3 +86,16 @@ def loaded_selection_options(fn):
     for opt in reversed(opts):
         fn = opt(fn)
     return fn
+
+
+def output_format(output: str, fmt: str | None) -> str:
+    """``graphml`` or ``parquet`` for an ``-o`` path and a ``--format`` (None: from the name);
+    a one-line error where they do not fit."""
+    graphml_name = output.endswith(".graphml") or output.endswith(".graphml.gz")
+    fmt = fmt or ("graphml" if graphml_name else None)
+    if fmt is None:
+        raise WeightgraphError(f"say --format parquet for a dataset directory, or give a "
+                               f".graphml/.graphml.gz file: {output}")
+    if fmt == "graphml" and not graphml_name:
+        raise WeightgraphError(f"output must end in .graphml or .graphml.gz: {output}")
+    return fmt
