@@ -17,16 +17,15 @@ NEO4J_URI) or pass --no-bulk.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 
 from loader.neo4j.db import Database, connect
 from loader.graph.neuron_graph import NeuronGraph
 from loader.neo4j.load import load
+from loader.neo4j.server import server_control
 from loader.neo4j.models import delete_model, verify
 from loader.neo4j.schema import create_schema
 
@@ -72,10 +71,9 @@ def textbook(driver, name, src, dst, w, batch=10_000):
 
 
 def store_bytes() -> int:
-    home = Path(os.environ.get("WEIGHTGRAPH_NEO4J_HOME",
-                               Path.home() / ".local/share/weightgraph/neo4j"))
-    out = subprocess.run(["du", "-sb", str(home / "data" / "databases" / "neo4j")],
-                         capture_output=True, text=True)
+    """Bytes of the local server's `neo4j` store (-1 where it cannot be read)."""
+    store = server_control("local").data_dir() / "databases" / "neo4j"
+    out = subprocess.run(["du", "-sb", str(store)], capture_output=True, text=True)
     return int(out.stdout.split()[0]) if out.returncode == 0 else -1
 
 

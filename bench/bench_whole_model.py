@@ -24,7 +24,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -37,6 +36,8 @@ from loader.neo4j.models import verify
 from loader.neo4j.queries import run_query
 from loader.terminal import human
 
+from bench_load import store_bytes  # noqa: E402  (bench/ is the script's directory)
+
 
 def load_avg() -> str:
     return "load avg " + " ".join(f"{v:.1f}" for v in os.getloadavg())
@@ -44,14 +45,6 @@ def load_avg() -> str:
 
 def say(text: str) -> None:
     print(f"{text}   [{load_avg()}]", flush=True)
-
-
-def store_bytes() -> int:
-    home = Path(os.environ.get("WEIGHTGRAPH_NEO4J_HOME",
-                               Path.home() / ".local/share/weightgraph/neo4j"))
-    out = subprocess.run(["du", "-sb", str(home / "data" / "databases" / "neo4j")],
-                         capture_output=True, text=True)
-    return int(out.stdout.split()[0]) if out.returncode == 0 else -1
 
 
 def bulk(g: NeuronGraph, name: str, fmt: str):
