@@ -51,9 +51,10 @@ class ServerControl:
 
     def import_full(self, nodes: dict[str, list[Path]], rels: dict[str, list[Path]],
                     report: Path, database: str = STAGING_DATABASE,
-                    input_type: str = "csv") -> str:
+                    input_type: str = "csv", id_type: str = "integer") -> str:
         """Run ``neo4j-admin database import full`` into ``database`` (files of
-        ``input_type``, csv or parquet); its output.
+        ``input_type``, csv or parquet; node ids ``integer``, or ``actual`` when they are
+        0..N-1: :mod:`loader.sinks.import_ids`); its output.
 
         ``nodes`` and ``rels`` map a label / relationship type to its header and data files."""
         ...
@@ -82,12 +83,15 @@ def _run(cmd: list[str], what: str, env=None, timeout=None) -> str:
 
 
 def _import_args(nodes: dict[str, list], rels, report, database, prefix="",
-                 input_type="csv"):
+                 input_type="csv", id_type="integer"):
+    if id_type not in ("integer", "actual"):
+        raise ServerError(f"node id type must be integer or actual, not {id_type!r}")
     files = lambda paths: ",".join(prefix + str(p) for p in paths)  # noqa: E731
-    return ["database", "import", "full", "--overwrite-destination=true", "--id-type=integer",
+    return ["database", "import", "full", "--overwrite-destination=true", f"--id-type={id_type}",
             "--bad-tolerance=0", f"--report-file={report}", f"--input-type={input_type}",
-            # Parquet files carry their own types (float32 weights stay floats: exact).
-            *(["--normalize-types=false"] if input_type == "parquet" else []),
+            # Types as the headers say (float32 weights stay floats: exact; normalising
+            # would turn them into doubles through their shortest decimal).
+            "--normalize-types=false",
             f"--max-off-heap-memory={os.environ.get('WEIGHTGRAPH_IMPORT_MEMORY', '2G')}",
             *_import_extra(),
             *(f"--nodes={label}={files(paths)}" for label, paths in nodes.items()),
@@ -114,9 +118,11 @@ class LocalServer(ServerControl):
     def start(self):
         self.server.start()
 
-    def import_full(self, nodes, rels, report, database=STAGING_DATABASE, input_type="csv"):
+    def import_full(self, nodes, rels, report, database=STAGING_DATABASE, input_type="csv",
+                    id_type="integer"):
         done = self.server.admin(*_import_args(nodes, rels, report, database,
-                                               input_type=input_type), capture=True)
+                                               input_type=input_type, id_type=id_type),
+                                 capture=True)
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
             raise ServerError(f"neo4j-admin database import failed (exit {done.returncode}): "
@@ -179,7 +185,8 @@ class ComposeServer(ServerControl):
     def start(self):
         _run(self._compose("up", "-d", "--wait", self.service), "docker compose up")
 
-    def import_full(self, nodes, rels, report, database=STAGING_DATABASE, input_type="csv"):
+    def import_full(self, nodes, rels, report, database=STAGING_DATABASE, input_type="csv",
+                    id_type="integer"):
         paths = [p for ps in [*rels.values(), *nodes.values()] for p in ps]
         csv_dir = Path(paths[0]).parent
         if any(Path(p).parent != csv_dir for p in paths):
@@ -190,7 +197,8 @@ class ComposeServer(ServerControl):
                             self.service, "neo4j-admin",
                             *_import_args({k: [inside(p) for p in v] for k, v in nodes.items()},
                                           {k: [inside(p) for p in v] for k, v in rels.items()},
-                                          inside(report), database, input_type=input_type))
+                                          inside(report), database, input_type=input_type,
+                                          id_type=id_type))
         return _run(cmd, "neo4j-admin database import (docker compose)")
 
     def swap_in(self, staging=STAGING_DATABASE):

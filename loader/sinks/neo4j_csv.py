@@ -2,9 +2,27 @@
 same stream as every other sink.
 
 Rows are built by the vectorised text machinery of :mod:`loader.sinks.text` (shared with the
-GraphML writer), gzip level :data:`loader.sinks.text.GZIP_LEVEL`. The importer reads the
-header files and the data files as given on its command line (``--nodes=Neuron=H,F``,
-``--relationships=W=H,F``); node ids are the contract's integer ids (``--id-type=integer``).
+GraphML writer). The importer reads the header files and the data files as given on its command
+line (``--nodes=Neuron=H,F``, ``--relationships=W=H,F``); node ids are the contract's integer
+ids, imported as the store's own ids where they are 0..N-1 (:mod:`loader.sinks.import_ids`).
+
+The files are plain text by default: the bulk path's fastest input. Measured on the whole VGG16 at
+32x32 (270,404,352 relationships, quiet 2-core VM): writing them takes ~30 s (9.5 GB), and the
+importer's relationship stage reads them in 116-124 s; it read the same rows from Parquet
+(:mod:`loader.sinks.neo4j_parquet`, 1 GB) 1.75x slower on VGG16 block 1 (31.1 s against 17.8 s,
+both with actual ids), and gzip (``compress=True``, level :data:`loader.sinks.text.GZIP_LEVEL`)
+costs more to write than it saves in reading (31 s for block 1 on one core, against 4.5 s
+plain).
+
+Weights go in as float properties (``weight:float``, imported with ``--normalize-types=false``)
+written as the shortest text of their float32 value (``-0.05762701``, against the 21-byte
+``-0.057627011090517044`` of the widened float64): 30% fewer bytes to write and parse (VGG16
+block 1: the relationship stage 15.9 s against 20.5 s in the same run). Exact: neo4j-admin
+parses a ``:float`` cell with Java's ``Float.parseFloat``, which rounds correctly, and a
+shortest round-trip text parses back to its float32 under correct rounding (checked by hand on
+36.7M values: 20M random bit patterns over every exponent and subnormals, and every float32 in
+[2^-8, 2^-7) of both signs: no mismatch). A float property reads back as the exact float64
+widening, the value the online path stores (tests/test_bulk.py compares them bit for bit).
 """
 
 from __future__ import annotations
@@ -15,14 +33,19 @@ from pathlib import Path
 import numpy as np
 
 from .base import BatchSink
+from .import_ids import ImportIds
 from .neo4j_labels import CHANNEL, NEURON
 from .text import (GZIP_LEVEL, FloatText, Output, TextBuilder, decimal_columns, encode_strings,
                    text_slices)
 
-NODE_HEADER = ("neuron:ID,model,id:long,layer,layer_index:int,index:long,op,bias:double,"
+# Imported with --normalize-types=false (so that a float stays a float): every integer column
+# says long, as the online path stores them.
+NODE_HEADER = ("neuron:ID,model,id:long,layer,layer_index:long,index:long,op,bias:double,"
                "activation\n")
-REL_HEADER = ":START_ID,:END_ID,weight:double\n"
-CHANNEL_NODE_HEADER = (":ID,model,id:long,layer,layer_index:int,channel:long,op,"
+# A weight is a float32: its shortest float32 text, stored as a float property, which reads
+# back as the exact float64 widening, the value the online path stores (module notes).
+REL_HEADER = ":START_ID,:END_ID,weight:float\n"
+CHANNEL_NODE_HEADER = (":ID,model,id:long,layer,layer_index:long,channel:long,op,"
                        "neurons:long,bias:double,activation\n")
 # neo4j-admin's array delimiter is ';'. An empty cell is no property: bias and activation where
 # the channel's neurons differ, kernel on parameter-free layers.
@@ -43,10 +66,12 @@ class Neo4jCSVSink(BatchSink):
     Parameters
     ----------
     directory : path
-        Where the files go (``nodes_header.csv``, ``nodes.csv.gz``, ``rels_header.csv``,
-        ``rels.csv.gz``; ``model_header.csv`` and ``model.csv`` from :meth:`write_model`).
+        Where the files go (``nodes_header.csv``, ``nodes.csv``, ``rels_header.csv``,
+        ``rels.csv``; ``model_header.csv`` and ``model.csv`` from :meth:`write_model`).
     model : str
         The model's name, written into every node row.
+    compress : bool
+        gzip the data files (``nodes.csv.gz``, ``rels.csv.gz``): ~10x smaller, slower to write.
 
     Examples
     --------
@@ -59,26 +84,31 @@ class Neo4jCSVSink(BatchSink):
     node_header_text, rel_header_text = NODE_HEADER, REL_HEADER
     labels = NEURON
 
-    def __init__(self, directory: str | os.PathLike, model: str):
+    def __init__(self, directory: str | os.PathLike, model: str, compress: bool = False):
         self.directory = Path(directory)
         self.model = model
         self.node_header = self.directory / "nodes_header.csv"
         self.rel_header = self.directory / "rels_header.csv"
-        self.node_file = self.directory / "nodes.csv.gz"
-        self.rel_file = self.directory / "rels.csv.gz"
+        suffix = ".csv.gz" if compress else ".csv"
+        self.node_file = self.directory / f"nodes{suffix}"
+        self.rel_file = self.directory / f"rels{suffix}"
         self.model_header = self.directory / "model_header.csv"
         self.model_file = self.directory / "model.csv"
         self.node_header.write_text(self.node_header_text)
         self.rel_header.write_text(self.rel_header_text)
         self._files = [open(self.node_file, "wb"), open(self.rel_file, "wb")]
-        self._nodes_out = Output(self._files[0], GZIP_LEVEL)
-        self._rels_out = Output(self._files[1], GZIP_LEVEL)
+        level = GZIP_LEVEL if compress else None
+        self._nodes_out = Output(self._files[0], level)
+        self._rels_out = Output(self._files[1], level)
+        self.ids = ImportIds()
         self._text = TextBuilder()
         self._floats = FloatText()
+        self._weights = FloatText(single=True)
         self._model_field = b"," + _csv_text(model) + b","
 
     def write_nodes(self, b) -> None:
         n = len(b)
+        self.ids.add(b.id)
         bias = self._floats.encode(np.broadcast_to(np.asarray(b.bias, dtype=np.float64), (n,)))
         acts = encode_strings(b.activations(), _csv_text)
         layer = b"," + _csv_text(b.layer) + f",{b.layer_index},".encode()
@@ -90,20 +120,23 @@ class Neo4jCSVSink(BatchSink):
             self._nodes_out.write(self._text.build(parts, len(ids)).tobytes())
 
     def write_edges(self, b) -> None:
-        weights = self._floats.encode(b.weight)
+        weights = self._weights.encode(b.weight)
         for rows in text_slices(len(b)):
             parts = [decimal_columns(b.src[rows]), b",", decimal_columns(b.dst[rows]), b",",
                      weights.rows(rows), b"\n"]
             self._rels_out.write(self._text.build(parts, rows.stop - rows.start).tobytes())
 
     def write_model(self, props: dict) -> None:
-        """The model's ``(:Model)`` node as a one-row file of its own (label ``Model``, id
-        space ``Model``), so that the imported store holds the model and its state at once.
+        """The model's ``(:Model)`` node as a one-row file of its own (label ``Model``; its id
+        after the graph's nodes, or 0 in an id space of its own: :meth:`ImportIds.model_id`),
+        so that the imported store holds the model and its state at once. Called after the
+        nodes are written.
 
         ``props`` maps names to str, int or float values (None values are left out).
         """
         kinds = {bool: None, int: ":long", float: ":double", str: ""}
-        names, cells = [":ID(Model)"], ["0"]
+        id_column, model_id = self.ids.model_id()
+        names, cells = [id_column], [str(model_id)]
         for key, value in props.items():
             if value is None:
                 continue
@@ -155,6 +188,7 @@ class ChannelNeo4jCSVSink(Neo4jCSVSink):
 
     def write_nodes(self, b) -> None:
         # A model has a few thousand channels: row by row is fast enough.
+        self.ids.add(b.id)
         rows = []
         layer = _csv_text(b.layer).decode()
         model = _csv_text(self.model).decode()

@@ -2,15 +2,19 @@
 --input-type=parquet`` reads, written in the same stream as every other sink; and the same
 import inputs made from an existing Parquet dataset (:mod:`loader.sinks.parquet`).
 
-Why Parquet rather than CSV for the bulk path (measured on VGG16 block 1 at 32x32, 37,954,304
-relationships, the 2-core VM at load average 7): the gzip CSV files took 31.1 s to write
-(text formatting and gzip on one core), the Parquet files 2.4 s (int64 ``src``/``dst`` delta
-encoded, float32 ``weight``, zstd: 31 MB against 494 MB of CSV). The importer reads either at
-about the same speed: its relationship, linking and post-processing stages dominate.
+Parquet or CSV (measured on VGG16 block 1 at 32x32, 37,954,304 relationships, quiet 2-core VM):
+the Parquet files are ~10x smaller than plain CSV (77-911 MB whatever the codec, against 1.26 GB)
+and quick to write (1.5 s against 4.5 s), but the importer's Parquet reader is its slowest input:
+the relationship stage took 31.1 s from Parquet and 17.8 s from plain CSV (both with actual node
+ids; 39.7 s and 29.5 s with integer ids), whatever the Parquet codec or encoding (zstd, snappy,
+none; delta or plain ids: 39.7-44.3 s). So plain CSV (:mod:`loader.sinks.neo4j_csv`) is the
+bulk path's default, and these files are for when disk is short (``--bulk-format parquet``) and
+for loading an existing dataset without rewriting its edges.
 
 The importer names a Parquet column by a *name-mapping header*: a CSV file of two rows, the
 importer's header (``:START_ID,:END_ID,weight:double``) over the Parquet column names
-(``src,dst,weight``). Node ids are the contract's integer ids (``--id-type=integer``).
+(``src,dst,weight``). Node ids are the contract's integer ids, imported as the store's own ids
+where they are 0..N-1 (:mod:`loader.sinks.import_ids`).
 
 Exactness: the importer does not widen a float32 column into a ``double`` property exactly (it
 goes through the shortest decimal: float32 0.1 became float64 0.1, not 0.10000000149...; found
@@ -34,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import BatchSink
+from .import_ids import ImportIds
 
 __all__ = ["Neo4jParquetSink", "dataset_import_files", "NODE_HEADER", "REL_HEADER"]
 
@@ -93,15 +98,17 @@ class _NodeWriter:
         self._writer.close()
 
 
-def _write_model(directory: Path, props: dict) -> list[Path]:
-    """The ``(:Model)`` node as a one-row Parquet file (label ``Model``, id space ``Model``),
-    with its name-mapping header; ``props`` maps names to str, int or float (None: left out)."""
+def _write_model(directory: Path, props: dict,
+                 model_id: tuple[str, int] = (":ID(Model)", 0)) -> list[Path]:
+    """The ``(:Model)`` node as a one-row Parquet file (label ``Model``; id column and value
+    ``model_id``, see :meth:`ImportIds.model_id`), with its name-mapping header; ``props`` maps
+    names to str, int or float (None: left out)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     kinds = {int: (":long", pa.int64()), float: (":double", pa.float64()), str: ("", pa.string())}
-    names, columns, fields = [":ID(Model)"], ["model_id"], [pa.field("model_id", pa.int64())]
-    values = [0]
+    names, columns, fields = [model_id[0]], ["model_id"], [pa.field("model_id", pa.int64())]
+    values = [model_id[1]]
     for i, (key, value) in enumerate(props.items()):
         if value is None:
             continue
@@ -151,8 +158,10 @@ class Neo4jParquetSink(BatchSink):
         self._nodes = _NodeWriter(self.directory / "nodes.parquet", model)
         self._rels = pq.ParquetWriter(self.rel_file, _edge_schema(), **_EDGE_OPTIONS)
         self._model_files: list[Path] = []
+        self.ids = ImportIds()
 
     def write_nodes(self, b) -> None:
+        self.ids.add(b.id)
         self._nodes.write(b.id, b.layer, b.layer_index, b.index, b.op, b.bias,
                           b.activations().astype(str))
 
@@ -165,8 +174,9 @@ class Neo4jParquetSink(BatchSink):
                 schema=_edge_schema()))
 
     def write_model(self, props: dict) -> None:
-        """The model's ``(:Model)`` node, so that the imported store holds it at once."""
-        self._model_files = _write_model(self.directory, props)
+        """The model's ``(:Model)`` node, so that the imported store holds it at once (after
+        the nodes: its id follows theirs when they are 0..N-1)."""
+        self._model_files = _write_model(self.directory, props, self.ids.model_id())
 
     @property
     def model_files(self) -> list[Path]:
