@@ -55,7 +55,8 @@ def test_bulk_load_gives_the_online_graph():
         v = verify(bulk_name, driver=driver)
         assert v.ok, "\n".join(v.lines())
         bulk_edges = _sorted_graph(driver, bulk_name)[2]
-        for k in ("src", "dst", "weight"):  # the Parquet import files: bit for bit
+        assert summary.extra["input_type"] == "csv" and summary.extra["id_type"] == "actual"
+        for k in ("src", "dst", "weight"):  # the plain CSV import files: bit for bit
             assert np.array_equal(online_edges[k], bulk_edges[k]), k
         layers, nodes, edges = read_back(driver, bulk_name)
         x = np.random.default_rng(9).normal(size=(2,) + g.entries[0].output.shape).astype("f4")
@@ -79,9 +80,10 @@ def _sorted_graph(driver, name):
 
 @pytest.mark.rebuilds_database
 def test_bulk_from_a_parquet_dataset_equals_the_csv_path(tmp_path):
-    """The CSV path and a dataset written by `export --format parquet` give the same graph,
-    bit for bit (weights float32 widened to the same float64), and it executes to Keras.
-    (The Parquet bulk files, the default, are checked against online mode above.)"""
+    """The CSV path (the default, checked against online mode above), the Parquet import
+    files and a dataset written by `export --format parquet` give the same graph, bit for bit
+    (weights float32 widened to the same float64), and it executes to Keras; a selection,
+    whose ids are not 0..N-1, goes in through the importer's id mapping, exact."""
     from click.testing import CliRunner
 
     from loader.cli import main as cli
@@ -97,7 +99,7 @@ def test_bulk_from_a_parquet_dataset_equals_the_csv_path(tmp_path):
     write_parquet(g, datasets["dataset"])
     write_parquet(g, datasets["compact"], encoding="compact")
     graphs = {}
-    for how in ("csv", "dataset", "compact"):
+    for how in ("csv", "parquet", "dataset", "compact"):
         driver = connect()
         name = f"{how}_{tag}"
         if how in datasets:
@@ -107,6 +109,7 @@ def test_bulk_from_a_parquet_dataset_equals_the_csv_path(tmp_path):
         driver.close()
         assert (s.neurons, s.relationships) == (g.n_nodes, g.n_edges)
         assert s.extra["input_type"] == ("csv" if how == "csv" else "parquet")
+        assert s.extra["id_type"] == ("integer" if how in datasets else "actual")
         assert "relationship import" in s.extra["import_stages"]
         driver = connect()
         try:
@@ -116,7 +119,7 @@ def test_bulk_from_a_parquet_dataset_equals_the_csv_path(tmp_path):
         finally:
             driver.close()
     layers, nodes, edges = graphs["csv"]
-    for how in datasets:
+    for how in ("parquet", *datasets):
         _, n2, e2 = graphs[how]
         for k in ("id", "layer_index", "index", "bias", "activation", "op", "layer"):
             assert list(nodes[k]) == list(n2[k]), (how, k)
@@ -126,6 +129,29 @@ def test_bulk_from_a_parquet_dataset_equals_the_csv_path(tmp_path):
     _, n3, e3 = graphs["dataset"]
     ours = execute_arrays(layers, {k: list(v) for k, v in n3.items()}, e3, x)
     assert_matches_keras(ours, model, x, shape_only_included=False)
+
+    # A selection from the pooling layer on keeps the contract's global ids (560..866, not
+    # 0..N-1): integer ids, mapped.
+    sel = NeuronGraph.from_model(model, layers=f"{g.entries[4].name}:{g.entries[-1].name}")
+    driver = connect()
+    s = load(sel, f"sel_{tag}", driver=driver, mode="bulk", replace=True)
+    driver.close()
+    assert s.extra["id_type"] == "integer"
+    driver = connect()
+    try:
+        v = verify(f"sel_{tag}", driver=driver)
+        assert v.ok, "\n".join(v.lines())
+        _, sel_nodes, sel_edges = _sorted_graph(driver, f"sel_{tag}")
+        want = {k: np.concatenate([getattr(b, k) for b in sel.iter_edge_batches()])
+                for k in ("src", "dst", "weight")}
+        order = np.lexsort((want["dst"], want["src"]))
+        assert list(sel_nodes["id"]) == sorted(
+            np.concatenate([b.id for b in sel.iter_node_batches()]).tolist())
+        for k in ("src", "dst"):
+            assert np.array_equal(sel_edges[k], want[k][order]), k
+        assert np.array_equal(sel_edges["weight"], want["weight"][order].astype(np.float64))
+    finally:
+        driver.close()
 
     # Bad input: one line, non-zero exit, the database untouched.
     with pytest.raises(LoadError, match="not a weightgraph Parquet dataset"):
@@ -137,7 +163,7 @@ def test_bulk_from_a_parquet_dataset_equals_the_csv_path(tmp_path):
     assert r.exit_code != 0 and "--replace" in r.output
     driver = connect()
     try:
-        assert model_exists(driver, f"compact_{tag}") is not None  # the last bulk load's
-        delete_model(driver, f"compact_{tag}")
+        assert model_exists(driver, f"sel_{tag}") is not None  # the last bulk load's
+        delete_model(driver, f"sel_{tag}")
     finally:
         driver.close()

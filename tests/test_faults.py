@@ -321,8 +321,9 @@ def data_dir():
 
 @pytest.mark.rebuilds_database
 def test_killed_bulk_load_keeps_or_swaps_whole_databases(fault_model, tmp_path):
-    """Before the swap the previous models stay served and verified; after it the new model
-    is complete; a swap cut in half is rolled back by the next start."""
+    """Before the swap the previous models stay whole (served again by the next start, or
+    served throughout with --keep-serving); after it the new model is complete; a swap cut in
+    half is rolled back by the next start."""
     path, g = fault_model
     driver = connect()
     old_model = tmp_path / "old.keras"
@@ -339,18 +340,37 @@ def test_killed_bulk_load_keeps_or_swaps_whole_databases(fault_model, tmp_path):
         work = tmp_path / "tmp"  # the loads' temporary import files
         work.mkdir()
 
-        # 1. killed after the import into the staging store: nothing of the old one changed
+        # 1. killed after the import into the staging store (the server stopped for it, by
+        # default): nothing of the old store changed; the next start serves it
         t = time.perf_counter()
         code, out = weightgraph(bulk, kill_at="bulk.imported", tmpdir=work)
         assert len(list(work.glob("weightgraph-bulk-*"))) == 1  # the killed load's files
         assert code == -signal.SIGKILL and "bulk mode replaces the whole database" in out, out
-        assert "wg_old_a" in out
+        assert "wg_old_a" in out and "the server is stopped" in out
+        status = subprocess.run([str(SCRIPT), "status"], capture_output=True, text=True)
+        assert status.returncode == 3, status.stdout  # stopped for the import
+        subprocess.run([str(SCRIPT), "start"], check=True, capture_output=True)
         driver.close()
         driver = connect()
         assert model_exists(driver, "wg_bulk_new") is None
         assert_exact(driver, "wg_old_a", g_old)
         record(operation="bulk load", point="bulk.imported (staging store written)",
-               state="previous models complete; new model absent", rels_at_fault=0,
+               state="server stopped; previous models complete; new model absent",
+               rels_at_fault=0, rels_planned=g.n_edges, recovery="scripts/neo4j-local start",
+               seconds=round(time.perf_counter() - t, 1), verify="old model ok",
+               edges=g_old.n_edges)
+
+        # 1b. the same with --keep-serving: the old models are served throughout
+        t = time.perf_counter()
+        code, out = weightgraph(bulk + ["--keep-serving"], kill_at="bulk.imported",
+                                tmpdir=work)
+        assert code == -signal.SIGKILL and "the server is stopped" not in out, out
+        driver.close()
+        driver = connect()
+        assert model_exists(driver, "wg_bulk_new") is None
+        assert_exact(driver, "wg_old_a", g_old)
+        record(operation="bulk load --keep-serving", point="bulk.imported",
+               state="previous models complete and served; new model absent", rels_at_fault=0,
                rels_planned=g.n_edges, recovery="(none needed)",
                seconds=round(time.perf_counter() - t, 1), verify="old model ok",
                edges=g_old.n_edges)
@@ -407,6 +427,38 @@ def test_killed_bulk_load_keeps_or_swaps_whole_databases(fault_model, tmp_path):
             cli(["delete", "--name", "wg_bulk_new"])
         if model_exists(driver, "wg_old_a"):
             cli(["delete", "--name", "wg_old_a"])
+        driver.close()
+
+
+@pytest.mark.rebuilds_database  # it stops and starts the server: after the other tests
+def test_failed_bulk_import_serves_the_old_database_again(fault_model):
+    """An import that fails after the server was stopped for it starts the server again on
+    the untouched old store (the failure is injected after the real stop)."""
+    from loader.neo4j.load import load
+    from loader.neo4j.models import delete_model
+    from loader.neo4j.server import LocalServer, ServerError
+
+    path, g = fault_model
+    name = "wg_bulk_fail_old"
+    driver = connect()
+    if model_exists(driver, name):
+        delete_model(driver, name)
+    assert cli(["load", str(path), "--name", name, "--quiet"])[0] == 0
+
+    class FailingImport(LocalServer):
+        def import_full(self, *args, **kwargs):
+            assert self.server.pid() is None  # stopped for the import
+            raise ServerError("neo4j-admin database import failed (injected)")
+
+    try:
+        with pytest.raises(ServerError, match="injected"):
+            load(g, "never", mode="bulk", replace=True, driver=driver, server=FailingImport())
+        driver.close()
+        driver = connect()  # the server was started again
+        assert model_exists(driver, "never") is None
+        assert_exact(driver, name, g)
+    finally:
+        delete_model(driver, name)
         driver.close()
 
 

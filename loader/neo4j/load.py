@@ -20,14 +20,23 @@ the fastest way in (no transactions, no lock or index maintenance per row), at t
 rebuilding the database: Community edition has one user database, so a bulk load replaces
 everything in it and refuses to unless told (``replace=True``, which says what goes before it
 goes). Steps: check the disk space against the plan's estimates; write the import files
-(Parquet by default, :mod:`loader.sinks.neo4j_parquet`; gzip CSV with ``bulk_format="csv"``;
-the ``(:Model)`` node, state ``complete``, included) while summing per-layer checksums; import them
-into a staging database while the server keeps serving the old one; compare the import's
-counts with the plan; stop the server, swap the store directories, start it, count again (a
-difference puts the old store back), delete the old store; create the schema. Until the swap,
-a failure or a kill leaves the previous database untouched and served. Afterwards the
-database is new: a driver that ran queries before it holds bookmarks of the old one and fails
-with ``BookmarkTimeout``; open a new driver.
+(plain CSV by default, :mod:`loader.sinks.neo4j_csv`; Parquet, ~10x smaller, with
+``bulk_format="parquet"``; the ``(:Model)`` node, state ``complete``, included) while summing
+per-layer checksums; stop the server (``keep_serving=True``: leave it serving the old database
+during the import); import the files into a staging database (the store's node ids are the
+contract's where they are 0..N-1: :mod:`loader.sinks.import_ids`); compare the import's counts
+with the plan; swap the store directories, start the server, count again (a difference puts the
+old store back), delete the old store; create the schema. Until the swap, a failure leaves the
+previous database untouched and served again; a kill leaves it untouched, and the next
+``weightgraph server start`` serves it. Afterwards the database is new: a driver that ran
+queries before it holds bookmarks of the old one and fails with ``BookmarkTimeout``; open a new
+driver.
+
+Why the server is stopped for the import by default: the whole VGG16 at 32x32 (270,404,352
+relationships, a 21 GB store) imports while the operating system's page cache holds the store
+files it links; a server beside it holds its heap (6 GB with the README's sizing for GDS) and
+takes that memory from the cache. Measured on the quiet 2-core VM: the import took 238 s with
+the server stopped, 321 s with it running (bench/bench_whole_model.py measures both).
 """
 
 from __future__ import annotations
@@ -99,7 +108,7 @@ def load(graph: NeuronGraph, name: str | None = None, *, mode: str = "online",
          database: str | None = None, progress: bool = False, source: dict | None = None,
          server: str | ServerControl | None = None, csv_dir=None,
          settings: Settings | None = None, notify=None,
-         bulk_format: str = "parquet") -> LoadSummary:
+         bulk_format: str = "csv", keep_serving: bool = False) -> LoadSummary:
     """Load ``graph`` into Neo4j under ``name``.
 
     Parameters
@@ -122,7 +131,12 @@ def load(graph: NeuronGraph, name: str | None = None, *, mode: str = "online",
     driver : Database or neo4j.Driver, optional
         Where to load; default a connection from the settings (``NEO4J_*``).
     server : ``local``, ``compose`` or a :class:`ServerControl` (bulk only).
-    bulk_format : ``parquet`` (default) or ``csv``: the bulk path's import files.
+    bulk_format : ``csv`` (default: plain CSV, the importer's fastest input) or ``parquet``
+        (~10x smaller files): the bulk path's import files.
+    keep_serving : bool
+        Bulk: keep the server serving the old database during the import (slower: the
+        server's memory is taken from the page cache the import uses); by default it is
+        stopped from the import to the swap.
     notify : callable, optional
         Bulk with ``replace``: called with one line saying what will be deleted, before
         anything is.
@@ -148,7 +162,8 @@ def load(graph: NeuronGraph, name: str | None = None, *, mode: str = "online",
             if mode == "bulk":
                 return _load_bulk(db, graph, name, replace=replace, progress=progress,
                                   source=source, server=server_control(server), csv_dir=csv_dir,
-                                  notify=notify, input_type=bulk_format)
+                                  notify=notify, input_type=bulk_format,
+                                  keep_serving=keep_serving)
             return _load_online(db, graph, name, batch_size=batch_size, workers=workers,
                                 replace=replace, resume=resume, progress=progress,
                                 source=source)
@@ -268,19 +283,19 @@ def _record_failure(db: Database, name: str, exc: BaseException) -> None:
 # ---------------------------------------------------------------------------- bulk
 def _load_bulk(db: Database, graph, name: str, *, replace, progress, source,
                server: ServerControl, csv_dir=None, keep_csv=False, notify=None,
-               input_type: str = "parquet") -> LoadSummary:
+               input_type: str = "csv", keep_serving: bool = False) -> LoadSummary:
     """Rebuild the database with ``graph`` through ``neo4j-admin database import full``.
 
-    The previous database is never at risk before the new one is whole: the import files and
-    the import go to a staging database (``wgstaging``) while the server keeps serving the old
-    one; the import's counts must equal the plan; only then is the server stopped for a
-    swap of the store directories (renames, the old store kept as ``neo4j.previous``), started,
-    and counted again; a difference puts the old store back. The ``(:Model)`` node is
-    imported with the graph, in state ``complete``, so the swapped-in store is the whole
-    model from its first moment.
+    The previous database is never at risk before the new one is whole: the import goes to a
+    staging database (``wgstaging``) beside it; the import's counts must equal the plan; only
+    then are the store directories swapped (renames, the old store kept as
+    ``neo4j.previous``), the server started and the database counted again; a difference puts
+    the old store back. The ``(:Model)`` node is imported with the graph, in state
+    ``complete``, so the swapped-in store is the whole model from its first moment.
 
-    ``input_type`` is the files' format: ``parquet`` (default; ~10x faster to write, see
-    :mod:`loader.sinks.neo4j_parquet`) or ``csv`` (gzip CSV, :mod:`loader.sinks.neo4j_csv`).
+    ``input_type`` is the files' format: ``csv`` (default; plain text, the importer's fastest
+    input, :mod:`loader.sinks.neo4j_csv`) or ``parquet`` (~10x smaller,
+    :mod:`loader.sinks.neo4j_parquet`).
     """
     if input_type not in BULK_INPUT_TYPES:
         raise LoadError(f"bulk input type must be parquet or csv, not {input_type!r}")
@@ -314,13 +329,14 @@ def _load_bulk(db: Database, graph, name: str, *, replace, progress, source,
         return _import_and_swap(db, server, name, directory, start, files_seconds,
                                 {labels.node: sink.node_files, "Model": sink.model_files},
                                 {labels.rel: sink.relationship_files}, graph.n_nodes,
-                                graph.n_edges, input_type, labels)
+                                graph.n_edges, input_type, labels, id_type=sink.ids.id_type,
+                                keep_serving=keep_serving, notify=notify)
     finally:
         if own_dir and not keep_csv:
             shutil.rmtree(directory, ignore_errors=True)
 
 
-BULK_INPUT_TYPES = ("parquet", "csv")
+BULK_INPUT_TYPES = ("csv", "parquet")
 _WORK_PREFIX = "weightgraph-bulk-"
 
 
@@ -378,18 +394,33 @@ def import_stages(output: str) -> dict[str, float]:
 def _import_and_swap(db: Database, server: ServerControl, name: str, directory: Path,
                      start: float, files_seconds: float, nodes: dict, rels: dict,
                      n_nodes: int, n_edges: int, input_type: str,
-                     labels: GraphLabels = NEURON) -> LoadSummary:
-    """Import the files into the staging database, check its counts, swap it in, count,
-    create the schema; the summary's ``extra`` times every step."""
+                     labels: GraphLabels = NEURON, *, id_type: str = "integer",
+                     keep_serving: bool = True, notify=None) -> LoadSummary:
+    """(Stop the server unless ``keep_serving``,) import the files into the staging database,
+    check its counts, swap it in, start, count, create the schema; the summary's ``extra``
+    times every step."""
+    t_stop = time.perf_counter()
+    if not keep_serving:
+        if notify is not None:
+            notify("the server is stopped from the import to the swap (--keep-serving: serve "
+                   "the old database meanwhile, slower)")
+        server.stop()
+        kill_point("bulk.stopped_for_import")
+    stop_seconds = time.perf_counter() - t_stop
     t_import = time.perf_counter()
-    output = server.import_full(nodes, rels, directory / "import.report",
-                                input_type=input_type)
-    imported = imported_counts(output)
-    if imported != (n_nodes + 1, n_edges):
-        raise BulkLoadError(
-            f"the import counted {imported[0]:,} nodes and {imported[1]:,} relationships, "
-            f"the plan {n_nodes + 1:,} and {n_edges:,}: the previous database "
-            "is untouched")
+    try:
+        output = server.import_full(nodes, rels, directory / "import.report",
+                                    input_type=input_type, id_type=id_type)
+        imported = imported_counts(output)
+        if imported != (n_nodes + 1, n_edges):
+            raise BulkLoadError(
+                f"the import counted {imported[0]:,} nodes and {imported[1]:,} relationships, "
+                f"the plan {n_nodes + 1:,} and {n_edges:,}: the previous database "
+                "is untouched")
+    except BaseException:
+        if not keep_serving:
+            server.start()  # the previous store, untouched
+        raise
     import_seconds = time.perf_counter() - t_import
     kill_point("bulk.imported")
     t_swap = time.perf_counter()
@@ -400,7 +431,8 @@ def _import_and_swap(db: Database, server: ServerControl, name: str, directory: 
     create_schema(db)
     seconds = time.perf_counter() - start
     return LoadSummary(name, "bulk", n_nodes, n_edges, seconds, unit=labels.unit, extra={
-        "input_type": input_type, "files_seconds": round(files_seconds, 2),
+        "input_type": input_type, "id_type": id_type, "keep_serving": keep_serving,
+        "files_seconds": round(files_seconds, 2), "stop_seconds": round(stop_seconds, 2),
         "import_seconds": round(import_seconds, 2), "import_stages": import_stages(output),
         "swap_seconds": round(swap_seconds, 2),
         "schema_seconds": round(time.perf_counter() - t_schema, 2),
@@ -410,7 +442,7 @@ def _import_and_swap(db: Database, server: ServerControl, name: str, directory: 
 def load_dataset(path, name: str | None = None, *, replace: bool = False,
                  driver: Database | neo4j.Driver | None = None, database: str | None = None,
                  server: str | ServerControl | None = None, work_dir=None,
-                 notify=None) -> LoadSummary:
+                 notify=None, keep_serving: bool = False) -> LoadSummary:
     """Bulk-load a Parquet dataset written by ``weightgraph export --format parquet``
     (:mod:`loader.sinks.parquet`) into Neo4j, rebuilding the database like ``load(...,
     mode="bulk")``.
@@ -426,6 +458,8 @@ def load_dataset(path, name: str | None = None, *, replace: bool = False,
     path : the dataset directory.
     name : the model's name in Neo4j; default the dataset's (``graph.json`` ``name``).
     work_dir : where the rewritten nodes go (default a temporary directory, deleted after).
+    keep_serving : keep the server serving the old database during the import (see
+        :func:`load`).
 
     Examples
     --------
@@ -444,7 +478,7 @@ def load_dataset(path, name: str | None = None, *, replace: bool = False,
         with using(driver, database) as db:
             return _load_dataset(db, path, meta, name, replace=replace,
                                  server=server_control(server), work_dir=work_dir,
-                                 notify=notify)
+                                 notify=notify, keep_serving=keep_serving)
     except neo4j.exceptions.ServiceUnavailable as exc:
         raise Neo4jUnavailable(f"lost the connection to Neo4j during the load ({exc})") from None
     except neo4j.exceptions.AuthError:
@@ -452,7 +486,7 @@ def load_dataset(path, name: str | None = None, *, replace: bool = False,
 
 
 def _load_dataset(db: Database, path: Path, meta: dict, name: str, *, replace, server,
-                  work_dir, notify) -> LoadSummary:
+                  work_dir, notify, keep_serving) -> LoadSummary:
     nodes = _check_replace(db, replace)
     own_dir = work_dir is None
     directory = _bulk_work_dir(work_dir)
@@ -480,8 +514,8 @@ def _load_dataset(db: Database, path: Path, meta: dict, name: str, *, replace, s
         return _import_and_swap(db, server, name, directory, start, files_seconds,
                                 {"Neuron": files["node_files"], "Model": model_files},
                                 {"W": files["relationship_files"]}, files["nodes"],
-                                files["edges"],
-                                "parquet")
+                                files["edges"], "parquet", keep_serving=keep_serving,
+                                notify=notify)
     finally:
         if own_dir:
             shutil.rmtree(directory, ignore_errors=True)
@@ -497,8 +531,11 @@ def _swap_in(db: Database, server: ServerControl, n_nodes: int, n_edges: int,
         server.swap_in()
         kill_point("bulk.swapped")
         server.start()
-        got = db.read_one(labels.cypher("MATCH (n:Neuron) WITH count(n) AS n "
-                                        "MATCH ()-[r:W]->() RETURN n, count(r) AS e"))
+        # Two subqueries, each answered from the counts store: 0.2 s on the whole VGG16 at
+        # 32x32, where one MATCH after the other's WITH scanned for 24 s.
+        got = db.read_one(labels.cypher("CALL { MATCH (n:Neuron) RETURN count(n) AS n } "
+                                        "CALL { MATCH ()-[r:W]->() RETURN count(r) AS e } "
+                                        "RETURN n, e"))
         if (got["n"], got["e"]) != (n_nodes, n_edges):
             raise BulkLoadError(f"the swapped-in database holds {got['n']:,} {labels.unit} and "
                                 f"{got['e']:,} relationships, the plan {n_nodes:,} and "
@@ -542,7 +579,7 @@ def check_disk_space(graph, csv_dir: Path, data_dir: Path | None, *,
     est = graph.plan().estimates
     per_edge, per_node = ((costs.BULK_PARQUET_BYTES_PER_EDGE, costs.BULK_PARQUET_BYTES_PER_NODE)
                           if input_type == "parquet" else
-                          (costs.CSV_GZ_BYTES_PER_EDGE, costs.CSV_GZ_BYTES_PER_NODE))
+                          (costs.CSV_BYTES_PER_EDGE, costs.CSV_BYTES_PER_NODE))
     need = {"csv": int(graph.n_edges * per_edge + graph.n_nodes * per_node),
             "store": int(est.get("neo4j_store_bytes", 0))}
     places = {"csv": csv_dir}
