@@ -2,11 +2,14 @@
 relationships): bulk load, verify, named queries, GDS PageRank and WCC on all of it, each
 figure with `plan`'s prediction beside it (loader/graph/costs.py), and baselines in the same run:
 
-  * the old bulk path (gzip CSV import files) against the new one (Parquet) on a subset
-    (--subset, default VGG16 block 1: 37,954,304 relationships; the whole with CSV would
-    take ~2x the new path's time again);
+  * the previous bulk path on the whole model: Parquet import files, integer node ids (the
+    importer's id mapping), the server serving the old database during the import;
+  * the new path with --keep-serving (the server beside the import), to show what stopping it
+    is worth;
   * NetworkX PageRank on the largest graph it can hold here (--nx-memory, at the measured 344
     bytes per edge; the first edges of the same model), extrapolated per edge to the whole.
+
+--load-only times the loads alone (no verify, queries, GDS or NetworkX).
 
 WARNING: every load rebuilds the whole database of the server it talks to (the local server
 of WEIGHTGRAPH_NEO4J_HOME, NEO4J_BOLT_PORT, NEO4J_URI): point it at a scratch server. The
@@ -14,12 +17,14 @@ whole model needs ~23 GB of disk for the store; run the server with NEO4J_HEAP_S
 NEO4J_PAGECACHE_SIZE=3g (README "Sizing"). At the end the store is deleted (`weightgraph
 server reset`) unless --keep.
 
-    .venv/bin/python bench/bench_whole_model.py [--layers A:B] [--no-baselines] [--keep]
+    .venv/bin/python bench/bench_whole_model.py [--layers A:B] [--no-baselines] [--load-only]
+        [--keep]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -34,6 +39,7 @@ from loader.neo4j.db import Database
 from loader.neo4j.load import load
 from loader.neo4j.models import verify
 from loader.neo4j.queries import run_query
+from loader.sinks.import_ids import ImportIds
 from loader.terminal import human
 
 from bench_load import store_bytes  # noqa: E402  (bench/ is the script's directory)
@@ -47,13 +53,24 @@ def say(text: str) -> None:
     print(f"{text}   [{load_avg()}]", flush=True)
 
 
-def bulk(g: NeuronGraph, name: str, fmt: str):
-    s = load(g, name, mode="bulk", replace=True, bulk_format=fmt)
+@contextlib.contextmanager
+def integer_ids():
+    """The previous release's node ids: the importer maps them (``--id-type=integer``), the
+    Model node in an id space of its own."""
+    ImportIds.dense = property(lambda self: False, lambda self, value: None)
+    try:
+        yield
+    finally:
+        del ImportIds.dense
+
+
+def bulk(g: NeuronGraph, name: str, fmt: str, keep_serving: bool = False, label: str = ""):
+    s = load(g, name, mode="bulk", replace=True, bulk_format=fmt, keep_serving=keep_serving)
     e = s.extra
-    say(f"  bulk {fmt:<7} {g.n_edges:>12,} rels: {s.seconds:7.1f} s = {s.rate:>10,.0f} rel/s "
-        f"(files {e['files_seconds']} s, {human(e['files_bytes'])}; import "
-        f"{e['import_seconds']} s {e['import_stages']}; swap {e['swap_seconds']} s; schema "
-        f"{e['schema_seconds']} s)")
+    say(f"  bulk {label or fmt:<22} {g.n_edges:>12,} rels: {s.seconds:7.1f} s = "
+        f"{s.rate:>10,.0f} rel/s (files {e['files_seconds']} s, {human(e['files_bytes'])}; "
+        f"stop {e['stop_seconds']} s; import {e['import_seconds']} s, {e['id_type']} ids "
+        f"{e['import_stages']}; swap {e['swap_seconds']} s; schema {e['schema_seconds']} s)")
     return s
 
 
@@ -100,10 +117,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--input-shape", default="32,32,3")
     ap.add_argument("--layers", help="a layer range instead of the whole model (development)")
-    ap.add_argument("--subset", default="block1_conv1:block1_pool",
-                    help="layers for the old-vs-new bulk baseline")
     ap.add_argument("--nx-memory", type=float, default=3.0, help="GB for the NetworkX baseline")
     ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--load-only", action="store_true", help="time the loads alone")
     ap.add_argument("--keep", action="store_true", help="keep the store at the end")
     args = ap.parse_args()
     shape = tuple(int(v) for v in args.input_shape.split(","))
@@ -113,14 +129,18 @@ def main():
     say(f"graph: {g.n_nodes:,} neurons, {g.n_edges:,} relationships; "
         f"{os.cpu_count()} cores")
 
-    say("whole graph, new bulk path (Parquet):")
-    s = bulk(g, "vgg16_whole", "parquet")
+    say("whole graph, bulk path (plain CSV, actual node ids, server stopped for the import):")
+    s = bulk(g, "vgg16_whole", "csv", label="csv")
     say(f"  plan: {est['neo4j_bulk_seconds']:.0f} s end to end; measured {s.seconds:.0f} s "
         f"(x{s.seconds / est['neo4j_bulk_seconds']:.2f} the prediction)")
     size = store_bytes()
     say(f"  store: {human(size)} = {size / g.n_edges:.1f} bytes per relationship (plan: "
         f"{human(est['neo4j_store_bytes'])}, {costs.NEO4J_BYTES_PER_REL} bytes per relationship)")
 
+    if args.load_only:
+        if not args.no_baselines:
+            load_baselines(g, s)
+        return finish(args)
     with Database.connect() as db:
         v = timed("verify (counts and weight sums per layer)", lambda: verify("vgg16_whole",
                                                                                driver=db))
@@ -162,17 +182,28 @@ def main():
         say(f"  GDS total (project, run, drop): {time.perf_counter() - t:.1f} s")
     # Baselines after the whole model (each load replaces the database).
     if not args.no_baselines:
-        say(f"baseline: old bulk path (CSV) vs new (Parquet) on {args.subset}")
-        sub = NeuronGraph.from_model("vgg16", weights=None, input_shape=shape,
-                                     layers=args.subset, name="vgg16_subset")
-        old = bulk(sub, "vgg16_subset", "csv")
-        new = bulk(sub, "vgg16_subset", "parquet")
-        say(f"  subset: new/old = x{new.rate / old.rate:.2f} end to end")
+        load_baselines(g, s)
         nx_edges = int(args.nx_memory * 1e9 / costs.NX_BYTES_PER_EDGE)
         pagerank_nx = networkx_pagerank(g, nx_edges, g.n_edges)
         say(f"  PageRank on the whole model: GDS {pagerank_gds:.1f} s, NetworkX extrapolated "
             f"{pagerank_nx:,.0f} s (x{pagerank_nx / pagerank_gds:,.0f})")
 
+    finish(args)
+
+
+def load_baselines(g: NeuronGraph, new) -> None:
+    """The whole model again: by the previous bulk path, and by the new one beside a
+    running server."""
+    say("baseline: the previous bulk path (Parquet, integer ids, server serving meanwhile)")
+    with integer_ids():
+        old = bulk(g, "vgg16_whole", "parquet", keep_serving=True, label="previous")
+    say("baseline: the new path with --keep-serving")
+    kept = bulk(g, "vgg16_whole", "csv", keep_serving=True, label="csv --keep-serving")
+    say(f"  end to end: new x{new.rate / old.rate:.2f} the previous path; stopping the server "
+        f"for the import x{new.rate / kept.rate:.2f}")
+
+
+def finish(args) -> None:
     if not args.keep:
         size = store_bytes()
         subprocess.run([sys.executable, "-m", "loader.neo4j.server", "reset", "--yes"],
