@@ -21,11 +21,11 @@ GRAPHML_BYTES_PER_NODE = 330
 NEO4J_BYTES_PER_REL = 81
 NEO4J_BYTES_PER_NODE = 150
 
-# neo4j-admin CSV files of loader.sinks.neo4j_csv, the bulk path's default, plain text: 9.46 GB
-# for the 270,404,352 relationships of the whole VGG16 at 32x32 (35.0 bytes each: 6-digit ids,
-# 17-digit weights), 20.7 MB for its 319,976 neurons (64.8 bytes each); rounded up for the
-# longer ids of bigger models.
-CSV_BYTES_PER_EDGE = 40
+# neo4j-admin CSV files of loader.sinks.neo4j_csv, the bulk path's default, plain text: 7.12 GB
+# for the 270,404,352 relationships of the whole VGG16 at 32x32 (26.3 bytes each: 6-digit ids,
+# weights as shortest float32 text), 20.7 MB for its 319,976 neurons (64.8 bytes each);
+# rounded up for the longer ids of bigger models.
+CSV_BYTES_PER_EDGE = 30
 CSV_BYTES_PER_NODE = 80
 # The same gzipped (compress=True): measured on the medium test model of tests/test_load.py
 # (1,358,336 relationships: 7.1 bytes each; 14,336 neurons: 11.3 bytes each), rounded up.
@@ -49,23 +49,22 @@ ENUMERATE_EDGES_PER_S = 1.4e9   # bench_enumerate: VGG16 224 on one core, with a
 GRAPHML_EDGES_PER_S = 2.5e6       # bench_graphml: 1.5-3.7M edges/s
 NETWORKX_EDGES_PER_S = 1.0e6      # to_networkx: add_edges_from of python tuples
 NEO4J_ONLINE_EDGES_PER_S = 200e3  # bench_load: VGG16 block 1 at 32x32, 160-238k
-NEO4J_BULK_EDGES_PER_S = 600e3    # bench_load: the same, CSV + import + restart, 435-626k
-                                  # (the CSV path; the Parquet path: the constants below)
 PARQUET_EDGES_PER_S = 15e6        # bench_parquet: 9.9M (VGG16 224, shared VM at load 8) to 23M
 
 
-# The bulk load (Parquet import files, loader.neo4j.load), as three parts measured on this 2-core,
-# 24 GiB VM by bench/bench_whole_model.py, whole VGG16 at 32x32 (270,404,352 relationships), the
-# VM shared with four other engineers' work (load average 10-16): 1,234 s end to end, of which
-#  * writing the import files (enumeration + checksums + Parquet, one core): 50.5 s, 5.4M/s;
-#  * neo4j-admin import 1,049 s, 258k/s: node import 10.6 s, relationship import 684.6 s,
-#    relationship linking 278.2 s, post processing 57.5 s (all but the first per edge);
-#  * fixed: server stop, swap, start (6g heap) and count 118.9 s, schema 15.6 s.
-# On a quiet VM the same steps ran ~2x faster (VGG16 block 1, 37.95M relationships: 60.7 s
-# end to end by the CSV path, README "Performance"), so these predict a busy machine.
-BULK_FILES_EDGES_PER_S = 5.4e6
-BULK_IMPORT_EDGES_PER_S = 258e3
-BULK_FIXED_SECONDS = 135.0
+# The bulk load (loader.neo4j.load: plain CSV files, actual node ids, the server stopped for the
+# import), as three parts measured on this 2-core, 24 GiB VM, quiet (load average 2-3), by
+# bench/bench_whole_model.py, whole VGG16 at 32x32 (270,404,352 relationships): 267.0 s end to
+# end (1.01M rel/s), of which
+#  * writing the import files (enumeration + checksums + CSV text, 7.12 GB): 48.1 s, 5.6M/s;
+#  * neo4j-admin import 199.1 s, 1.36M/s: node import 1.9 s, relationship import 81.8 s,
+#    relationship linking 91.4 s, post processing 20.4 s (all but the first per edge);
+#  * fixed: server stop 2.6 s; swap, start (6g heap) and count 13.2 s; schema 4.0 s.
+# The same VM shared with other work (load average 10-16) ran the previous path ~2x slower
+# than quiet: a busy machine takes about twice these.
+BULK_FILES_EDGES_PER_S = 5.6e6
+BULK_IMPORT_EDGES_PER_S = 1.36e6
+BULK_FIXED_SECONDS = 20.0
 # GDS in-memory graph (Cypher projection of one model, relationship property `weight`): the
 # whole VGG16 at 32x32 (319,976 nodes, 270,404,352 relationships) projected in 2.48 GB, 9.2
 # bytes per relationship (gds.graph.list sizeInBytes; GDS's own estimate with PageRank and WCC
