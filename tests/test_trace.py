@@ -174,6 +174,10 @@ def test_two_inputs_trace():
 @pytest.mark.parametrize("name, shape", [("VGG16", (32, 32, 3)), ("ResNet50", (32, 32, 3)),
                                          ("MobileNetV2", (32, 32, 3))])
 def test_application_trace_matches_tensorflow(name, shape):
+    # Keras's initialisers draw from the global seed. Unseeded, one draw in CI left VGG16's
+    # contributions to a class at ~2e-8, where TensorFlow's float32 gradient (the oracle) is
+    # mostly rounding: relative error 0.03 against the bound of 1e-4.
+    keras.utils.set_random_seed(0)
     model = getattr(keras.applications, name)(weights=None, input_shape=shape)
     rng = np.random.default_rng(1)
     x = rng.uniform(-1, 1, size=shape)
