@@ -396,7 +396,7 @@ def _import_and_swap(db: Database, server: ServerControl, name: str, directory: 
                      start: float, files_seconds: float, nodes: dict, rels: dict,
                      n_nodes: int, n_edges: int, input_type: str,
                      labels: GraphLabels = NEURON, *, id_type: str = "integer",
-                     keep_serving: bool = True, notify=None) -> LoadSummary:
+                     keep_serving: bool, notify=None) -> LoadSummary:
     """(Stop the server unless ``keep_serving``,) import the files into the staging database,
     check its counts, swap it in, start, count, create the schema; the summary's ``extra``
     times every step."""

@@ -7,10 +7,10 @@ line (``--nodes=Neuron=H,F``, ``--relationships=W=H,F``); node ids are the contr
 ids, imported as the store's own ids where they are 0..N-1 (:mod:`loader.sinks.import_ids`).
 
 The files are plain text by default: the bulk path's fastest input. Measured on the whole VGG16 at
-32x32 (270,404,352 relationships, quiet 2-core VM): writing them takes ~30 s (9.5 GB), and the
-importer's relationship stage reads them in 116-124 s; it read the same rows from Parquet
-(:mod:`loader.sinks.neo4j_parquet`, 1 GB) 1.75x slower on VGG16 block 1 (31.1 s against 17.8 s,
-both with actual ids), and gzip (``compress=True``, level :data:`loader.sinks.text.GZIP_LEVEL`)
+32x32 (270,404,352 relationships, quiet 2-core VM): enumerating the graph and writing them took
+48 s (7.12 GB), and the importer's relationship stage read them in 82-91 s; it read the same rows
+from Parquet (:mod:`loader.sinks.neo4j_parquet`, ~10x smaller) 1.75x slower on VGG16 block 1
+(31.1 s against 17.8 s, both with actual ids), and gzip (``compress=True``, level :data:`loader.sinks.text.GZIP_LEVEL`)
 costs more to write than it saves in reading (31 s for block 1 on one core, against 4.5 s
 plain).
 
