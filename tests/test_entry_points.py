@@ -29,7 +29,7 @@ GRAPH_TAKERS = ["load", "write_graphml", "write_parquet", "to_networkx", "execut
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     """A small CNN (conv, max pooling, dense) and the file it is saved in."""
-    inp = keras.Input((6, 6, 2))
+    inp = keras.Input((6, 6, 2), name="image")
     x = layers.Conv2D(3, 3, activation="relu", name="conv")(inp)
     x = layers.MaxPooling2D(2, name="pool")(x)
     out = layers.Dense(4, name="dense")(layers.Flatten(name="flatten")(x))
@@ -63,7 +63,7 @@ def test_execute_and_trace_take_a_model_file_or_a_keras_model(saved, given):
     t = loader.trace(obj, x[0], target="dense:1")
     want = np.asarray(model(x[:1], training=False))[0]
     assert np.allclose(t.layer("dense"), want, rtol=1e-5, atol=1e-5)
-    assert t.layer("input_layer", "contribution").shape == (6, 6, 2)
+    assert t.layer("image", "contribution").shape == (6, 6, 2)
 
 
 def test_the_writers_take_a_model_file_or_a_keras_model(saved, tmp_path):

@@ -33,8 +33,10 @@ def as_graph(obj, who: str, *, channel: bool = True,
     Parameters
     ----------
     obj : NeuronGraph, ChannelGraph, str, os.PathLike or keras.Model
-        A graph (returned as it is: its selection and granularity are the caller's choice), or
-        what :meth:`NeuronGraph.from_model` reads with its defaults: a model file, a
+        A graph (returned as it is: its selection and granularity are the caller's choice;
+        so is any object with a graph's streaming surface: ``graph_data``,
+        ``iter_node_batches``, ``iter_edge_batches``), or what
+        :meth:`NeuronGraph.from_model` reads with its defaults: a model file, a
         ``keras.applications`` name (``"vgg16"``: ImageNet weights, as ``from_model``), a
         Keras model.
     who : str
@@ -60,16 +62,25 @@ def as_graph(obj, who: str, *, channel: bool = True,
     >>> as_graph(g, "load") is g
     True
     """
-    graphs = (NeuronGraph, ChannelGraph) if channel else (NeuronGraph,)
-    if isinstance(obj, graphs):
+    if takes is None:
+        takes = TAKES if channel else TAKES.replace("NeuronGraph or ChannelGraph", "NeuronGraph")
+    if _streams(obj):
+        if not channel and getattr(obj, "granularity", "neuron") == "channel":
+            raise TypeError(f"{who}() takes {takes}, not {_kind(obj)}")
         return obj
     if isinstance(obj, (str, Path)) or _is_keras_model(obj):
         return NeuronGraph.from_model(obj)
     if isinstance(obj, os.PathLike):
         return NeuronGraph.from_model(Path(obj))
-    if takes is None:
-        takes = TAKES if channel else TAKES.replace("NeuronGraph or ChannelGraph", "NeuronGraph")
     raise TypeError(f"{who}() takes {takes}, not {_kind(obj)}")
+
+
+def _streams(obj) -> bool:
+    """A NeuronGraph or ChannelGraph (a TracedGraph, a selection), or any object with the
+    surface the sinks read (``graph_data`` and bounded node and edge batches), as it is."""
+    return isinstance(obj, (NeuronGraph, ChannelGraph)) or all(
+        callable(getattr(obj, a, None))
+        for a in ("graph_data", "iter_node_batches", "iter_edge_batches"))
 
 
 def _is_keras_model(obj) -> bool:
