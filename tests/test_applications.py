@@ -11,6 +11,8 @@ from loader.errors import UnsupportedLayerError
 from loader.graph.neuron_graph import NeuronGraph
 from oracle import assert_equivalent
 
+pytestmark = pytest.mark.slow  # every test builds a whole keras.applications model
+
 SUPPORTED = {
     "VGG16": (32, 32, 3), "VGG19": (32, 32, 3), "ResNet50": (32, 32, 3),
     "ResNet50V2": (32, 32, 3), "MobileNet": (32, 32, 3), "MobileNetV2": (32, 32, 3),

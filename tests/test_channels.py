@@ -200,7 +200,9 @@ def _forward_cases():
               for m in ("Add", "Subtract", "Average", "Maximum", "Minimum", "Multiply")]
     for name, fn in sorted(vars(fe).items()):
         if name.startswith("test_") and callable(fn) and not inspect.signature(fn).parameters:
-            cases.append(pytest.param(name, {}, id=name.removeprefix("test_")))
+            # A case keeps its test's marks (slow: it builds a keras.applications model).
+            cases.append(pytest.param(name, {}, id=name.removeprefix("test_"),
+                                      marks=getattr(fn, "pytestmark", [])))
     return cases
 
 
@@ -222,6 +224,7 @@ def test_channel_graph_equals_aggregated_neuron_graph(fn_name, kwargs, monkeypat
 NO_TOP = {"VGG16", "VGG19"}
 
 
+@pytest.mark.slow  # builds a whole keras.applications model
 @pytest.mark.parametrize("name", sorted(apps.SUPPORTED))
 def test_application_channel_graph_equals_aggregated_neuron_graph(name):
     model = getattr(keras.applications, name)(weights=None, input_shape=apps.SUPPORTED[name],
@@ -230,6 +233,7 @@ def test_application_channel_graph_equals_aggregated_neuron_graph(name):
     assert_channel_graph_exact(model)
 
 
+@pytest.mark.slow  # builds a whole keras.applications model
 def test_vgg16_at_224_figures_without_enumerating():
     g = ChannelGraph.from_model("vgg16", weights=None)
     assert (g.n_nodes, g.n_edges) == (14_891, 24_606_336)
@@ -288,6 +292,7 @@ def test_channel_graphml_and_networkx_carry_the_same_graph(tmp_path):
     assert G.edges[src, ids[(conv, 2)]]["kernel"] == k[..., 1, 2].reshape(-1).tolist()
 
 
+@pytest.mark.slow  # builds a whole keras.applications model
 def test_plan_command_at_channel_granularity():
     from click.testing import CliRunner
 

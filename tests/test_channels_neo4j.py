@@ -28,9 +28,11 @@ from loader.neo4j.models import (ModelIncomplete, ModelStateError, delete_model,
                                  verify)
 from loader.neo4j.queries import run_query
 from oracle import randomise_weights
+from shared_models import shared_model
 from test_channels import aggregate_neuron_edges
 
 
+@shared_model
 def channel_model():
     """Convolutions, batch normalisation, a residual add, max pooling and a dense top."""
     inp = keras.Input((7, 8, 3))

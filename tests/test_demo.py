@@ -103,6 +103,7 @@ def stand_in(tmp_path_factory):
     return cache
 
 
+@pytest.mark.slow  # builds the whole keras.applications.VGG16 at 224x224, twice
 def test_imagenet_path_on_a_stand_in_weights_file(stand_in, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(stand_in.parent))
     monkeypatch.setenv(demo.OFFLINE_ENV, "1")

@@ -37,21 +37,45 @@ from oracle import randomise_weights
 from test_load import assert_exact
 
 REPO = Path(__file__).resolve().parent.parent
-SCRIPT = REPO / "scripts" / "neo4j-local"
-BATCH = 2000  # ~47 edge batches for the fault model: kill points early, middle and late
+# Each kill runs against the smallest of these models that reaches its kill point: the time
+# of a fault test is mostly its loads and deletes, which grow with the edges.
+BATCH = 350  # 48 edge batches for the fault model: kill points early, middle and late
+
+
+def saved_model(tmp_path_factory, c1, c2, size):
+    """conv 3x3 (relu), conv 3x3, max pooling on a size x size x 4 input, saved so that the
+    killed process and the recovery see the same weights."""
+    inp = keras.Input((size, size, 4))
+    x = layers.Conv2D(c1, 3, padding="same", activation="relu", name="c1")(inp)
+    x = layers.Conv2D(c2, 3, padding="same", name="c2")(x)
+    out = layers.MaxPooling2D(2, name="pool")(x)
+    path = tmp_path_factory.mktemp("faults") / f"fault_{c1}_{c2}_{size}.keras"
+    randomise_weights(keras.Model(inp, out)).save(path)
+    return path, NeuronGraph.from_model(str(path))
 
 
 @pytest.fixture(scope="module")
 def fault_model(tmp_path_factory):
-    """93,440 edges (a delete takes 2 chunks of 50,000), saved so that the killed process and
-    the recovery see the same weights."""
-    inp = keras.Input((8, 8, 4))
-    x = layers.Conv2D(16, 3, padding="same", activation="relu", name="c1")(inp)
-    x = layers.Conv2D(8, 3, padding="same", name="c2")(x)
-    out = layers.MaxPooling2D(2, name="pool")(x)
-    path = tmp_path_factory.mktemp("faults") / "fault.keras"
-    randomise_weights(keras.Model(inp, out)).save(path)
-    return path, NeuronGraph.from_model(str(path))
+    """16,528 edges: 48 online batches of BATCH, the edge-batch kill points (2, 20, 28) early,
+    middle and late; any size serves the bulk, trace and state kill points."""
+    return saved_model(tmp_path_factory, 8, 4, 6)
+
+
+@pytest.fixture(scope="module")
+def delete_fault_model(tmp_path_factory):
+    """58,464 edges: a delete takes two chunks of 50,000 (the CLI's), so a kill after the
+    first leaves relationships behind; loaded in batches of DELETE_LOAD_BATCH."""
+    return saved_model(tmp_path_factory, 12, 6, 8)
+
+
+@pytest.fixture(scope="module")
+def server_fault_model(tmp_path_factory):
+    """93,440 edges in 47 online batches of SERVER_BATCH: a load (and a delete) that lasts
+    long enough (seconds) to be caught running by a server kill after its 10th batch."""
+    return saved_model(tmp_path_factory, 16, 8, 8)
+
+
+DELETE_LOAD_BATCH = SERVER_BATCH = 2000
 
 
 def record(**row):
@@ -116,8 +140,8 @@ def rel_count(driver, name):
                                 m=name).records[0]["c"]
 
 
-def load_args(path, name, *extra):
-    return ["load", str(path), "--name", name, "--batch-size", str(BATCH), "--workers", "2",
+def load_args(path, name, *extra, batch=BATCH):
+    return ["load", str(path), "--name", name, "--batch-size", str(batch), "--workers", "2",
             "--quiet", *extra]
 
 
@@ -146,10 +170,11 @@ def test_killed_online_load_is_loading_refused_and_resumes_exact(point, driver, 
 # ------------------------------------------------------------------------- delete
 @pytest.mark.parametrize("point", ["delete.relationships:1", "delete.relationships:2",
                                    "delete.before_model"])
-def test_killed_delete_is_deleting_refused_and_finishes(point, driver, model_name, fault_model):
-    path, g = fault_model
+def test_killed_delete_is_deleting_refused_and_finishes(point, driver, model_name,
+                                                        delete_fault_model):
+    path, g = delete_fault_model
     name = model_name("fd")
-    assert cli(load_args(path, name))[0] == 0
+    assert cli(load_args(path, name, batch=DELETE_LOAD_BATCH))[0] == 0
     code, out = weightgraph(["delete", "--name", name], kill_at=point)
     assert code == -signal.SIGKILL, out
     got = rel_count(driver, name)
@@ -228,23 +253,15 @@ def assert_allow_incomplete_reads(name, tmp_path):
 
 
 # ------------------------------------------------------------------------- server kills
-def server_pid():
-    out = subprocess.run([str(SCRIPT), "status"], capture_output=True, text=True).stdout
-    m = re.search(r"running \(pid (\d+)\)", out)
-    assert m, out
-    return int(m.group(1))
-
-
-def kill_server_and_restart(wait_for, client):
+def kill_server_and_restart(server, wait_for, client):
     """SIGKILL the Neo4j server once ``wait_for()`` is true, then start it again."""
     deadline = time.time() + 120
     while not wait_for():
         assert client.poll() is None, f"the client ended first: {client.communicate()[0]}"
         assert time.time() < deadline, "the operation did not reach the kill point"
         time.sleep(0.05)
-    os.kill(server_pid(), signal.SIGKILL)
-    time.sleep(1)
-    subprocess.run([str(SCRIPT), "start"], check=True, capture_output=True)
+    server.kill()
+    server.start()
 
 
 def edge_batches(driver, name):
@@ -253,15 +270,17 @@ def edge_batches(driver, name):
 
 
 @pytest.mark.rebuilds_database
-def test_server_killed_during_online_load_and_delete(model_name, fault_model):
-    path, g = fault_model
+def test_server_killed_during_online_load_and_delete(model_name, server_fault_model,
+                                                     server_control):
+    path, g = server_fault_model
     name = model_name("fk")
     probe = connect()
     try:
         client = subprocess.Popen([sys.executable, "-m", "loader.cli",
-                                   *load_args(path, name)], cwd=REPO,
+                                   *load_args(path, name, batch=SERVER_BATCH)], cwd=REPO,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        kill_server_and_restart(lambda: edge_batches(probe, name) >= 10, client)
+        kill_server_and_restart(server_control, lambda: edge_batches(probe, name) >= 10,
+                                client)
         out, _ = client.communicate(timeout=300)
     finally:
         probe.close()
@@ -287,7 +306,8 @@ def test_server_killed_during_online_load_and_delete(model_name, fault_model):
         client = subprocess.Popen([sys.executable, "-m", "loader.cli", "delete", "--name", name],
                                   cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True)
-        kill_server_and_restart(lambda: state(driver, name) == "deleting", client)
+        kill_server_and_restart(server_control, lambda: state(driver, name) == "deleting",
+                                client)
         out, _ = client.communicate(timeout=300)
     finally:
         driver.close()
@@ -320,7 +340,7 @@ def data_dir():
 
 
 @pytest.mark.rebuilds_database
-def test_killed_bulk_load_keeps_or_swaps_whole_databases(fault_model, tmp_path):
+def test_killed_bulk_load_keeps_or_swaps_whole_databases(fault_model, tmp_path, server_control):
     """Before the swap the previous models stay whole (served again by the next start, or
     served throughout with --keep-serving); after it the new model is complete; a swap cut in
     half is rolled back by the next start."""
@@ -347,9 +367,9 @@ def test_killed_bulk_load_keeps_or_swaps_whole_databases(fault_model, tmp_path):
         assert len(list(work.glob("weightgraph-bulk-*"))) == 1  # the killed load's files
         assert code == -signal.SIGKILL and "bulk mode replaces the whole database" in out, out
         assert "wg_old_a" in out and "the server is stopped" in out
-        status = subprocess.run([str(SCRIPT), "status"], capture_output=True, text=True)
+        status = server_control.status()
         assert status.returncode == 3, status.stdout  # stopped for the import
-        subprocess.run([str(SCRIPT), "start"], check=True, capture_output=True)
+        server_control.start()
         driver.close()
         driver = connect()
         assert model_exists(driver, "wg_bulk_new") is None
@@ -376,13 +396,13 @@ def test_killed_bulk_load_keeps_or_swaps_whole_databases(fault_model, tmp_path):
                edges=g_old.n_edges)
 
         # 2. a swap cut in half (first directory renamed, server stopped): start rolls back
-        subprocess.run([str(SCRIPT), "stop"], check=True, capture_output=True)
+        server_control.stop()
         dbs = data_dir() / "databases"
         assert (dbs / "wgstaging").is_dir()  # what the killed load staged
         (dbs / "neo4j").rename(dbs / "neo4j.previous")
         (dbs / "wgstaging").rename(dbs / "neo4j")
         t = time.perf_counter()
-        p = subprocess.run([str(SCRIPT), "start"], capture_output=True, text=True)
+        p = server_control.start(check=False)
         assert p.returncode == 0 and "restoring the previous database" in p.stderr, p.stderr
         driver.close()
         driver = connect()
@@ -398,7 +418,7 @@ def test_killed_bulk_load_keeps_or_swaps_whole_databases(fault_model, tmp_path):
         code, out = weightgraph(bulk, kill_at="bulk.swapped", tmpdir=work)
         assert code == -signal.SIGKILL, out
         t = time.perf_counter()
-        subprocess.run([str(SCRIPT), "start"], check=True, capture_output=True)
+        server_control.start()
         driver.close()
         driver = connect()
         assert state(driver, "wg_bulk_new") == "complete"
@@ -498,7 +518,7 @@ def test_killed_trace_store_leaves_no_trace_and_the_rerun_completes(driver, mode
     name = model_name("ft")
     assert cli(load_args(path, name))[0] == 0
     x = tmp_path / "x.npy"
-    np.save(x, np.random.default_rng(5).normal(size=(8, 8, 4)).astype("float32"))
+    np.save(x, np.random.default_rng(5).normal(size=(6, 6, 4)).astype("float32"))
     trace_name = f"{name}_t"
     args = ["trace", "--model", name, "--input", str(x), "--name", trace_name,
             "--target", "pool:3"]

@@ -233,6 +233,7 @@ def test_nested_models_are_inlined():
     assert "conv2d" in " ".join(names) and "dense" in " ".join(names)
 
 
+@pytest.mark.slow  # builds a whole keras.applications model
 def test_application_backbone_nested_in_an_outer_model():
     backbone = keras.applications.MobileNetV2(weights=None, include_top=False,
                                               input_shape=(32, 32, 3), alpha=0.35)

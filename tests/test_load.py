@@ -20,10 +20,12 @@ from loader.neo4j.load import LoadError, load
 from loader.neo4j.models import model_exists, verify
 from neo4j_helpers import layer_sums, read_back
 from oracle import assert_matches_keras, randomise_weights
+from shared_models import shared_model
 
 REPO = Path(__file__).resolve().parent.parent
 
 
+@shared_model
 def residual_model(size=8, channels=4):
     """Pooling with same padding, a residual Add and a dense top."""
     inp = keras.Input((size, size + 1, 2))
@@ -36,15 +38,20 @@ def residual_model(size=8, channels=4):
     return randomise_weights(keras.Model(inp, out))
 
 
-def medium_model_file(tmp_path, channels=16):
-    """~1M edges, saved, so that separate processes see the same weights."""
+@shared_model
+def medium_model(channels=16, filters=32):
     inp = keras.Input((16, 16, 4))
-    x = layers.Conv2D(32, 3, padding="same", activation="relu")(inp)
+    x = layers.Conv2D(filters, 3, padding="same", activation="relu")(inp)
     x = layers.Conv2D(channels, 3, padding="same")(x)
     out = layers.MaxPooling2D(2)(x)
-    model = randomise_weights(keras.Model(inp, out))
+    return randomise_weights(keras.Model(inp, out))
+
+
+def medium_model_file(tmp_path, channels=16, filters=32):
+    """1,358,336 edges (271,872 with channels=4, filters=16), saved, so that separate
+    processes see the same weights."""
     path = tmp_path / "medium.keras"
-    model.save(path)
+    medium_model(channels, filters).save(path)
     return path
 
 
@@ -106,7 +113,9 @@ def _wait_for_batches(driver, name, at_least, timeout=180):
 
 
 def test_sigkilled_load_resumes_to_exact_counts(driver, model_name, tmp_path):
-    path = medium_model_file(tmp_path)
+    # 68 batches of 4,000: the kill after the 15th, polled from outside, lands with dozens
+    # (seconds) still to go, and the resume writes only those.
+    path = medium_model_file(tmp_path, channels=4, filters=16)
     name = model_name("kill")
     proc = subprocess.Popen(
         [sys.executable, "-m", "loader.cli", "load", str(path), "--name", name,
@@ -135,7 +144,8 @@ def test_resume_with_different_weights_is_refused(driver, model_name, tmp_path):
         load(g, name, driver=driver, resume=True)
 
 
-def test_server_restart_during_load_completes_or_resumes(driver, model_name, tmp_path):
+def test_server_restart_during_load_completes_or_resumes(driver, model_name, tmp_path,
+                                                        server_control):
     path = medium_model_file(tmp_path)
     g = NeuronGraph.from_model(str(path))
     name = model_name("restart")
@@ -150,10 +160,9 @@ def test_server_restart_during_load_completes_or_resumes(driver, model_name, tmp
     t = threading.Thread(target=run)
     t.start()
     _wait_for_batches(driver, name, 10)
-    script = REPO / "scripts" / "neo4j-local"
-    subprocess.run([str(script), "stop"], check=True, capture_output=True)
+    server_control.stop()
     time.sleep(1)
-    subprocess.run([str(script), "start"], check=True, capture_output=True)
+    server_control.start()
     t.join(timeout=600)
     assert not t.is_alive()
     if "error" in outcome:

@@ -72,18 +72,28 @@ def test_an_unreachable_repository_is_one_line_naming_the_jar(tmp_path):
     assert not list(tmp_path.iterdir())  # no partial file left behind
 
 
-def test_fresh_machine_starts_on_the_wheels_java_and_verified_jars(tmp_path):
+@pytest.fixture
+def fresh_server(tmp_path):
+    """The environment of a second server on a machine with nothing: no java, no mvn, an
+    empty jar cache and home, its own ports (slow: its start downloads every jar)."""
     home, cache = tmp_path / "home", tmp_path / "cache"
-    bolt, http = _free_port(), _free_port()
-    password = "fresh-machine-pw"
     bare_path = tmp_path / "bin"  # no java, no mvn
     bare_path.mkdir()
     env = {k: v for k, v in os.environ.items()
            if k not in ("JAVA_HOME", "NEO4J_URI", "WEIGHTGRAPH_GDS")}
     env.update(PATH=str(bare_path), WEIGHTGRAPH_NEO4J_HOME=str(home),
-               WEIGHTGRAPH_NEO4J_CACHE=str(cache), NEO4J_BOLT_PORT=str(bolt),
-               NEO4J_HTTP_PORT=str(http), NEO4J_PASSWORD=password, NEO4J_HEAP_SIZE="768m",
-               NEO4J_PAGECACHE_SIZE="256m", WEIGHTGRAPH_ENV_FILE=str(tmp_path / ".env"))
+               WEIGHTGRAPH_NEO4J_CACHE=str(cache), NEO4J_BOLT_PORT=str(_free_port()),
+               NEO4J_HTTP_PORT=str(_free_port()), NEO4J_PASSWORD="fresh-machine-pw",
+               NEO4J_HEAP_SIZE="768m", NEO4J_PAGECACHE_SIZE="256m",
+               WEIGHTGRAPH_ENV_FILE=str(tmp_path / ".env"))
+    return env
+
+
+def test_fresh_machine_starts_on_the_wheels_java_and_verified_jars(fresh_server):
+    env = fresh_server
+    cache = Path(env["WEIGHTGRAPH_NEO4J_CACHE"])
+    bolt, http = env["NEO4J_BOLT_PORT"], env["NEO4J_HTTP_PORT"]
+    password = env["NEO4J_PASSWORD"]
     assert shutil.which("java", path=env["PATH"]) is None
     server = [sys.executable, "-m", "loader.neo4j.server"]
     started = subprocess.run([*server, "start"], env=env, capture_output=True, text=True,

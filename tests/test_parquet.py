@@ -6,10 +6,12 @@ back executes to every layer's Keras output.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -17,18 +19,21 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from loader.analysis.dataset import open_duckdb, read_arrays
+from loader.analysis.dataset import open_duckdb, read_arrays, run_sql
 from loader.cli import main
 from loader.errors import WeightgraphError
 from loader.graph.forward import execute_arrays
 from loader.graph.neuron_graph import NeuronGraph
 from loader.sinks.parquet import DatasetExistsError, ParquetDatasetWriter, write_parquet
 from oracle import assert_matches_keras, randomise_weights
+from shared_models import shared_model
 from test_load import residual_model
 
 L = keras.layers
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
+@shared_model
 def mixed_model():
     """Zero padding, grouped and strided conv, depthwise, average pooling with same padding,
     transposed conv, a concatenation read through an id map, dilation, max pooling, Dense."""
@@ -207,6 +212,7 @@ def _running(pid):
         return False
 
 
+@pytest.mark.slow  # builds a whole keras.applications model
 def test_killed_export_leaves_nothing_under_dir(tmp_path):
     """Killed while its two worker processes write tiles: the workers die with it."""
     target = tmp_path / "vgg16.parquet"
@@ -302,3 +308,29 @@ def test_layer_statistics_are_exact_against_numpy_over_the_enumeration(tmp_path)
     text = (tmp_path / "rep" / "statistics.md").read_text()
     assert all(f"| {spec.name} | {spec.edges:,} |" in text for spec in g.layer_specs()
                if spec.edges)
+
+
+def test_the_readme_per_layer_query_is_exact_and_equals_joining_first(tmp_path):
+    """The README's first `weightgraph sql` example aggregates by layer_index, then joins the
+    small layers table (joining the 15e9 VGG16 edges to it first took 3x longer): per layer,
+    the name, the edge count and the weight sum of numpy over the enumeration, and the same
+    rows as the join-first form it replaced."""
+    text = README.read_text()
+    query = re.search(r'weightgraph sql vgg16_32\.parquet "(SELECT l\.name.*?)"', text, re.S)
+    query = " ".join(query.group(1).split())
+    g = NeuronGraph.from_model(mixed_model())
+    write_parquet(g, tmp_path / "ds", progress=False)
+    r = CliRunner().invoke(main, ["sql", str(tmp_path / "ds"), query, "--format", "json"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.output)
+    specs = [s for s in g.layer_specs() if s.edges]
+    assert [(row["name"], row["edges"]) for row in rows] == [(s.name, s.edges) for s in specs]
+    for row, spec in zip(rows, specs):
+        w = np.concatenate([b.weight for b in g.iter_edge_batches(layers=[spec.index])])
+        want = float(w.astype(np.float64).sum())
+        assert abs(row["w"] - want) <= 1e-9 * max(1.0, abs(want)), spec.name
+    join_first = ("SELECT l.name, count(*) AS edges, sum(weight) AS w FROM edges "
+                  "JOIN layers l USING (layer_index) GROUP BY ALL ORDER BY min(layer_index)")
+    columns, old = run_sql(tmp_path / "ds", join_first)
+    assert [(n, e) for n, e, _ in old] == [(row["name"], row["edges"]) for row in rows]
+    assert all(abs(w - row["w"]) <= 1e-9 * max(1.0, abs(w)) for (_, _, w), row in zip(old, rows))

@@ -30,11 +30,13 @@ from loader.neo4j.queries import (MissingParameters, QueryNotFound, WriteQueryRe
                                   list_queries, load_query, parse_params, parse_query, run_query)
 from loader.sinks.networkx import to_networkx
 from oracle import randomise_weights
+from shared_models import shared_model
 
 pytestmark = pytest.mark.neo4j
 
 
 # ---------------------------------------------------------------------------- fixture data
+@shared_model
 def small_model():
     """Conv2D(same, relu) -> MaxPooling2D(same) -> Conv2D(same, relu) + residual Add -> Dense,
     6x6x2 input. Channel 0 of conv2 has only negative weights and a negative bias: its neurons

@@ -13,8 +13,10 @@ from loader.errors import ModelLoadError, SelectionError
 from loader.graph.neuron_graph import NeuronGraph
 from loader.sinks.networkx import to_networkx
 from oracle import randomise_weights
+from shared_models import shared_model
 
 
+@shared_model
 def branchy_model():
     inp = keras.Input((7, 6, 2))
     a = layers.Conv2D(3, 3, padding="same", name="a")(inp)
@@ -87,6 +89,7 @@ def test_bad_cones_are_clear(bad, match):
         NeuronGraph.from_model(branchy_model(), cone=bad)
 
 
+@pytest.mark.slow  # builds a whole keras.applications model
 def test_vgg16_block1_at_32_has_the_planned_relationships():
     g = NeuronGraph.from_model("vgg16", weights=None, input_shape=(32, 32, 3),
                                layers="block1_conv1:block1_pool")
@@ -94,6 +97,7 @@ def test_vgg16_block1_at_32_has_the_planned_relationships():
     assert g.n_nodes == 3 * 32 * 32 + 2 * 32 * 32 * 64 + 16 * 16 * 64
 
 
+@pytest.mark.slow  # builds a whole keras.applications model
 def test_plan_vgg16_224_json_totals():
     result = CliRunner().invoke(main, ["plan", "vgg16", "--weights", "none", "--json"])
     assert result.exit_code == 0, result.output

@@ -21,6 +21,7 @@ from loader.errors import TooLargeError, WeightgraphError
 from loader.sinks import (GraphMLWriter, NetworkXSink, graph_attributes, keras_edges,
                           to_networkx, write_graphml)
 from loader.sinks import text as text_module
+from shared_models import shared_model
 
 SPECIAL_FLOATS = np.array([1.0, -1.0, 0.0, -0.0, 1e-38, -1e-38, 1e-45, 3.4028235e38,
                            -3.0e38, 0.1, -0.123456789, 2.0 ** -126, 1234567.0, 5e-324],
@@ -99,6 +100,7 @@ def fake_graph():
     return FakeGraph("fake model", node_batches, edge_batches)
 
 
+@shared_model
 def small_keras_model():
     model = keras.Sequential([
         keras.Input((8, 8, 2)),

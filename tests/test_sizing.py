@@ -37,6 +37,7 @@ def test_cannot_fit_says_why():
     assert costs.machine_fit(est, disk_free=2 * 10**12, memory=1 << 40) == []
 
 
+@pytest.mark.slow  # builds a whole keras.applications model
 def test_plan_json_and_text_say_whether_vgg16_224_fits_here():
     r = CliRunner().invoke(main, ["plan", "vgg16", "--weights", "none", "--json"])
     assert r.exit_code == 0, r.output

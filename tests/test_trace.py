@@ -171,6 +171,7 @@ def test_two_inputs_trace():
     check_trace(model, x, targets=[0, 5])
 
 
+@pytest.mark.slow  # builds a whole keras.applications model
 @pytest.mark.parametrize("name, shape", [("VGG16", (32, 32, 3)), ("ResNet50", (32, 32, 3)),
                                          ("MobileNetV2", (32, 32, 3))])
 def test_application_trace_matches_tensorflow(name, shape):

@@ -74,6 +74,7 @@ def test_active_only_and_layer_range(files):
     assert "contribution" not in next(iter(G.nodes(data=True)))[1]
 
 
+@pytest.mark.slow  # builds a whole keras.applications model
 def test_image_input_is_resized_and_preprocessed_like_keras(files, tmp_path):
     d, _, _ = files
     out = tmp_path / "img.graphml"

@@ -16,12 +16,14 @@ from keras import layers
 
 from keras_oracle import layer_outputs
 from oracle import randomise_weights
+from shared_models import shared_model
 from loader.graph.neuron_graph import NeuronGraph
 from loader.graph.trace import trace
 from loader.sinks.graphml import write_graphml
 from loader.sinks.networkx import to_networkx
 
 
+@shared_model
 def relu_pool_model():
     inp = keras.Input((10, 9, 2), name="image")
     x = layers.Conv2D(4, 3, padding="same", activation="relu", name="conv1")(inp)
@@ -87,6 +89,7 @@ def test_active_subgraph_executed_as_a_linear_network_reproduces_every_value(tmp
         assert G.nodes[u]["active"] and G.nodes[v]["active"]
 
 
+@pytest.mark.slow  # builds a whole keras.applications model
 def test_active_subgraph_of_resnet50_is_a_linear_network():
     """ResNet50 at 32x32 (logits, no softmax): zero padding under max pooling, batch
     normalisation, residual adds, global average pooling, 63M edges before the selection."""
@@ -174,6 +177,7 @@ def test_trace_graph_in_graphml_and_networkx(tmp_path):
             assert len(chosen) == 1 and G.nodes[chosen[0]]["value"] == d["value"]
 
 
+@pytest.mark.slow  # builds a whole keras.applications model
 def test_active_only_on_a_cone():
     g = NeuronGraph.from_model("vgg16", weights=None, input_shape=(32, 32, 3),
                                cone="block2_pool:100")

@@ -203,6 +203,7 @@ def test_trace_cli_against_neo4j(driver, stored, tmp_path):
     assert missing.exit_code != 0 and f"no trace {tname!r}" in missing.output
 
 
+@pytest.mark.slow  # builds a whole keras.applications model
 def test_trace_of_a_loaded_cone_reads_only_the_cone(driver, model_name):
     """VGG16 at 32x32 loaded as a cone; the trace of a neuron inside it is computed from
     Neo4j alone and equals the file-based trace of the whole model."""

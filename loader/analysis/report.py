@@ -32,6 +32,7 @@ import networkx as nx
 import numpy as np
 
 from ..errors import SelectionError, TooLargeError, WeightgraphError
+from ..graph.coerce import as_graph
 from ..graph.selection import parse_neuron, parse_subgraph
 from ..neo4j.db import using
 from ..neo4j.gds import GdsError
@@ -56,8 +57,10 @@ def analyze(source, out_dir: str | os.PathLike, *, neuron: str | None = None,
 
     Parameters
     ----------
-    source : str or NeuronGraph
-        A model name loaded in Neo4j (uses ``driver``, or connects), or a NeuronGraph.
+    source : str, NeuronGraph, pathlib.Path or keras.Model
+        A model name loaded in Neo4j (uses ``driver``, or connects), or a NeuronGraph; a
+        model file (a ``Path``: a str is a name) or a Keras model is converted whole
+        (:func:`loader.graph.coerce.as_graph`).
     out_dir : path
         Created if needed; receives ``report.md`` / ``report.html`` and the PNG files.
     neuron : str, optional
@@ -152,18 +155,25 @@ def receptive_field_paths(source, neuron: str, *, driver=None,
     >>> maps = receptive_field_paths(g, "block3_conv3:1000")
     >>> maps["input_layer"].reshape(32, 32, 3).sum(axis=2)  # paths per pixel
     """
-    with _opened(source, driver, database) as src:
+    with _opened(source, driver, database, who="receptive_field_paths") as src:
         return src.receptive_field(*_neuron(neuron, src.graph_data["layers"]))
 
 
 @contextlib.contextmanager
-def _opened(source, driver, database, allow_incomplete=False) -> Iterator[Source]:
-    """The source of a model name (connected for the block) or of a NeuronGraph."""
+def _opened(source, driver, database, allow_incomplete=False, who="analyze"
+            ) -> Iterator[Source]:
+    """The source of a model name (connected for the block) or of a NeuronGraph (or of a
+    model file given as a ``Path``, or a Keras model: converted whole)."""
     if isinstance(source, str):
         with using(driver, database) as db:
             yield Neo4jSource(source, db, allow_incomplete)
     else:
-        yield GraphSource(source)
+        yield GraphSource(as_graph(source, who, channel=False, takes=_TAKES))
+
+
+# A str is a model loaded in Neo4j here, so a model file comes as a Path.
+_TAKES = ("the name of a model loaded in Neo4j (str), a NeuronGraph, a model file "
+          "(pathlib.Path) or a Keras model")
 
 
 def _neuron(spec: str, layers: list[dict]) -> tuple[str, int]:

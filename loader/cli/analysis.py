@@ -352,8 +352,9 @@ def sql(dataset, query, fmt, threads):
 
     \b
     Example:
-      weightgraph sql vgg16.parquet "SELECT l.name, count(*) AS edges, sum(weight) AS w
-          FROM edges e JOIN layers l USING (layer_index) GROUP BY ALL ORDER BY 1"
+      weightgraph sql vgg16.parquet "SELECT l.name, e.edges, e.w FROM (SELECT layer_index,
+          count(*) AS edges, sum(weight) AS w FROM edges GROUP BY layer_index) e
+          JOIN layers l USING (layer_index) ORDER BY layer_index"
       weightgraph sql vgg16.parquet "SELECT src, weight FROM edges WHERE dst = 1234567
           ORDER BY abs(weight) DESC LIMIT 10" --format csv
     """

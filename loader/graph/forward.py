@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import WeightgraphError
 from ..ops import activations
 from .blocks import layer_pass
+from .coerce import as_graph
 
 
 class _Layer:
@@ -87,6 +88,7 @@ def execute(graph, inputs) -> dict[str, np.ndarray]:
     dict layer name -> values of shape (samples, *output_shape), for every layer, shape-only
     layers included (gathered from the neurons they alias; padding zeros are 0).
     """
+    graph = as_graph(graph, "execute", channel=False)
     if graph.selection != "all":
         raise ValueError("execute() runs whole graphs; this one is a selection")
     entries = graph.entries

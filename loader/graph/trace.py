@@ -37,6 +37,7 @@ import numpy as np
 from ..errors import SelectionError, WeightgraphError
 from ..ops import activations
 from .batches import EdgeBatch, NodeBatch
+from .coerce import as_graph
 from .forward import forward_pass
 from .neuron_graph import DEFAULT_BATCH, NeuronGraph
 from ..keras.inputs import InputFileError, fit_array
@@ -241,6 +242,7 @@ def trace(graph: NeuronGraph, x, *, target: str | None = None, method: str = "bl
     -------
     Trace
     """
+    graph = as_graph(graph, "trace", channel=False)
     inputs = as_input(graph, x)
     target_id = None if target is None else neuron_id(graph, target)
     entries = graph.entries

@@ -56,6 +56,7 @@ import neo4j
 from ..config import Settings
 from ..errors import WeightgraphError, one_line
 from ..graph import costs
+from ..graph.coerce import as_graph
 from ..graph.neuron_graph import NeuronGraph
 from ..sinks.neo4j_csv import ChannelNeo4jCSVSink, Neo4jCSVSink
 from ..sinks.neo4j_labels import CHANNEL, NEURON, GraphLabels, labels_for
@@ -114,8 +115,10 @@ def load(graph: NeuronGraph, name: str | None = None, *, mode: str = "online",
 
     Parameters
     ----------
-    graph : NeuronGraph or ChannelGraph
-        The graph (or a selection of it) to load. A ``ChannelGraph`` goes in as
+    graph : NeuronGraph or ChannelGraph, or a model
+        The graph (or a selection of it) to load; a model file path, a ``keras.applications``
+        name or a Keras model is converted whole with :meth:`NeuronGraph.from_model`'s
+        defaults (:func:`loader.graph.coerce.as_graph`). A ``ChannelGraph`` goes in as
         ``(:Channel)-[:CW {weight, edges, total, kernel}]->(:Channel)`` with
         ``Model.granularity = 'channel'``, through the same exactly-once machinery.
     name : str, optional
@@ -148,6 +151,9 @@ def load(graph: NeuronGraph, name: str | None = None, *, mode: str = "online",
     ...                            layers="block1_conv1:block1_pool")
     >>> load(g, "vgg16_block1").line()
     """
+    if source is None and isinstance(graph, (str, os.PathLike)):
+        source = {"model": os.fspath(graph)}  # what a refused reader's fixing command names
+    graph = as_graph(graph, "load")
     settings = settings or Settings()
     name = check_name(name or graph.name)
     if mode not in ("online", "bulk"):

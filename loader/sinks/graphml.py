@@ -25,6 +25,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from ..graph.batches import EdgeBatch, NodeBatch
+from ..graph.coerce import as_graph
 from .base import BatchSink
 from .text import (GZIP_LEVEL, Encoded, FloatText, Output, TextBuilder, decimal_columns,
                    encode_strings, text_slices)
@@ -410,6 +411,7 @@ def write_graphml(graph, path: str | os.PathLike, *, batch_size: int = 1 << 20,
     from ..errors import WeightgraphError
     from ..terminal import progress as progress_bar
 
+    graph = as_graph(graph, "write_graphml")
     start = time.perf_counter()
     n_nodes, n_edges = graph.n_nodes, graph.n_edges
     extra = getattr(graph, "extra_attributes", None)

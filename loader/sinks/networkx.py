@@ -16,6 +16,7 @@ import numpy as np
 
 from ..graph import costs
 from ..graph.batches import EdgeBatch, NodeBatch
+from ..graph.coerce import as_graph
 from ..errors import TooLargeError
 from ..terminal import human
 from .base import BatchSink
@@ -168,6 +169,7 @@ def to_networkx(graph, *, max_edges: int = 5_000_000) -> nx.DiGraph:
     >>> G.number_of_edges() == g.n_edges
     True
     """
+    graph = as_graph(graph, "to_networkx")
     n_edges = graph.n_edges
     if n_edges > max_edges:
         n_nodes = graph.n_nodes

@@ -95,6 +95,7 @@ import numpy as np
 
 from ..errors import WeightgraphError
 from ..graph.batches import EdgeBatch, NodeBatch
+from ..graph.coerce import as_graph
 from ..processes import process_alive
 from .base import BatchSink
 from .graphml import _json_scalar
@@ -534,6 +535,7 @@ def write_parquet(graph, path: str | os.PathLike, *, batch_size: int = 1 << 20,
     """
     from ..terminal import progress as progress_bar
 
+    graph = as_graph(graph, "write_parquet", channel=False)
     start = time.perf_counter()
     n_nodes, n_edges = graph.n_nodes, graph.n_edges
     options = dict(batch_size=batch_size, tile_edges=tile_edges, encoding=encoding)
