@@ -6,7 +6,7 @@ figure with `plan`'s prediction beside it (loader/graph/costs.py), and baselines
     importer's id mapping), the server serving the old database during the import;
   * the new path with --keep-serving (the server beside the import), to show what stopping it
     is worth;
-  * NetworkX PageRank on the largest graph it can hold here (--nx-memory, at the measured 344
+  * NetworkX PageRank on the largest graph it can hold here (--nx-memory, at the measured 355
     bytes per edge; the first edges of the same model), extrapolated per edge to the whole.
 
 --load-only times the loads alone (no verify, queries, GDS or NetworkX).
