@@ -14,8 +14,9 @@ graphs of degree 1-4 cost several times more per edge (a pooling layer alone: ~1
 per edge); pooling edges are 0.04% of VGG16's. The baseline printed beside each measurement is
 the figure ``costs.py`` uses, and the ratio.
 
-Measured (2-core VM, load average 4.9, Python 3.11.7, NetworkX 3.6.1): block5_conv1 349 bytes
-per edge, 662 per node; block5_pool:fc1 354 and 686; block1_conv1 see the run's output.
+Measured (2-core VM, load average 6.6, Python 3.11.7, NetworkX 3.6.1): block1_conv1 355 bytes
+per edge, 675 per node; block5_conv1 349 and 662; block5_pool:fc1 354 and 686. VGG16@224 as a
+NetworkX graph: 5.3 TB.
 
 Run: ``.venv/bin/python bench/bench_networkx_memory.py`` (about 3 minutes under tracemalloc,
 1.6 GB at the peak; ``--layers`` picks other selections).
