@@ -9,6 +9,11 @@
    bytes/edge, and the ratio to the baseline. Also the enumeration alone.
 2. The export of all 14,975,945,472 edges with ``write_parquet`` (``--workers`` processes,
    ``--encoding``; goals: >= 100M edges/s, <= 0.5 bytes/edge).
+   Baseline on the full layer set, same run: every edge of VGG16 at ``--baseline-shape``
+   (default 32x32: 270,404,352 edges, what the machine affords at pyarrow's 3.6 bytes per
+   edge), enumerated and written with ``pq.ParquetWriter``'s defaults, one file per layer
+   (what ``pq.write_table`` does), against ``write_parquet`` of that same graph (same
+   ``--workers`` and ``--encoding``); wall time, CPU time and bytes, and the ratios.
 3. DuckDB over the dataset, each timed: edges and weight sum per layer (all edges; goal < 60 s),
    the in-degree histogram of one layer, the 10 strongest edges into one neuron (goal < 1 s,
    by row-group pruning on ``dst``), checked against the graph's own count of in-edges.
@@ -162,6 +167,9 @@ def main():
     ap.add_argument("--dir", help="where to write (deleted at the end)")
     ap.add_argument("--skip-full", action="store_true", help="variants only")
     ap.add_argument("--skip-variants", action="store_true", help="full export only")
+    ap.add_argument("--baseline-shape", default="32,32,3",
+                    help="H,W,C of the VGG16 both write whole for the measured ratio")
+    ap.add_argument("--skip-baseline", action="store_true")
     args = ap.parse_args()
     shape = tuple(int(v) for v in args.input_shape.split(","))
     g = NeuronGraph.from_model("vgg16", weights=None, input_shape=shape)
@@ -173,6 +181,9 @@ def main():
         base = None
         if not args.skip_variants:
             base = variants_table(g, args.layers.split(","), int(args.sample), work)
+        if not args.skip_baseline:
+            full_layer_baseline(tuple(int(v) for v in args.baseline_shape.split(",")), work,
+                                args.workers, args.encoding)
         if args.skip_full:
             return
         target = work / "vgg16.parquet"
@@ -193,6 +204,44 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
         print(f"deleted {work}")
+
+
+def full_layer_baseline(shape, work, workers, encoding):
+    """Every edge of VGG16 at ``shape``: pyarrow's defaults against ``write_parquet``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from loader.sinks.parquet import _schemas
+
+    g = NeuronGraph.from_model("vgg16", weights=None, input_shape=shape)
+    schema = _schemas()[1]
+    folder = work / "baseline"
+    folder.mkdir()
+    start, cpu = time.perf_counter(), time.process_time()
+    for spec in g.layer_specs():
+        if not spec.edges:
+            continue
+        with pq.ParquetWriter(folder / f"{spec.index}.parquet", schema) as writer:
+            for b in g.iter_edge_batches(1 << 20, layers=[spec.index]):
+                writer.write_table(pa.Table.from_arrays([b.src, b.dst, b.weight], schema=schema))
+    base_s, base_cpu = time.perf_counter() - start, time.process_time() - cpu
+    base_bytes = sum(p.stat().st_size for p in folder.iterdir())
+    shutil.rmtree(folder)
+    before = sum(os.times()[:4])  # this process and its finished workers
+    stats = write_parquet(g, work / "ours", workers=workers, encoding=encoding, progress=False)
+    ours_cpu = sum(os.times()[:4]) - before
+    shutil.rmtree(work / "ours")
+    n = g.n_edges
+    print(f"full layer set of VGG16 {shape}, same run (load average {os.getloadavg()[0]:.1f}):"
+          f" {n:,} edges, every layer", flush=True)
+    print(f"  baseline pq defaults: {base_s:.1f} s ({n / base_s / 1e6:.1f} M edges/s; CPU "
+          f"{base_cpu:.1f} s), {human(base_bytes)} = {base_bytes / n:.3f} bytes/edge")
+    print(f"  ours write_parquet ({workers} workers, {encoding}): {stats['seconds']:.1f} s "
+          f"({n / stats['seconds'] / 1e6:.1f} M edges/s; CPU {ours_cpu:.1f} s with the "
+          f"workers), {human(stats['bytes'])} = {stats['bytes_per_edge']:.3f} bytes/edge")
+    print(f"  ratio baseline / ours: {base_s / stats['seconds']:.2f}x the time, "
+          f"{base_cpu / ours_cpu:.2f}x the CPU, {base_bytes / stats['bytes']:.1f}x the bytes",
+          flush=True)
 
 
 def duckdb_queries(g, target):

@@ -10,9 +10,17 @@ procedure; a clean shutdown checkpoints, so the files then hold everything writt
 growth is what the trace costs; nothing is written per W edge (the relationship count is
 checked unchanged).
 
+Baseline, same run, same trace: the trace stored the obvious way, as properties of the graph
+elements it describes (the contract's attributes as GraphML and NetworkX carry them):
+``trace_value``, ``trace_active``, ``trace_contribution`` on every Neuron node, and
+``trace_chosen`` (bool) on every W edge into a max neuron, in UNWIND batches of 10,000 rows
+matched by the (model, id) index. Its store growth (after a restart, as above) and its
+write time are printed beside ours, with the ratios.
+
 Run: ``.venv/bin/python bench/bench_trace_store.py`` with the server of
 ``scripts/neo4j-local`` (the store files must be readable here; ``--restart`` is the command
-that restarts it, default ``scripts/neo4j-local restart``).
+that restarts it, default ``scripts/neo4j-local restart``; three restarts). ``--size 32``
+makes the model 4x smaller.
 """
 
 from __future__ import annotations
@@ -63,6 +71,42 @@ def store_bytes(root: Path, restart: str) -> dict:
             if p.is_file() and p.name.startswith("neostore") and not p.name.endswith(".id")}
 
 
+_SET_NODES = """
+UNWIND $rows AS r
+MATCH (n:Neuron {model: $model, id: r.id})
+SET n.trace_value = r.value, n.trace_active = r.active, n.trace_contribution = r.contribution
+"""
+_SET_EDGES = """
+UNWIND $rows AS r
+MATCH (:Neuron {model: $model, id: r.src})-[w:W]->(:Neuron {model: $model, id: r.dst})
+SET w.trace_chosen = r.chosen
+"""
+
+
+def store_per_element(db: Database, g: NeuronGraph, name: str, t, batch: int = 10_000) -> tuple:
+    """The baseline: trace ``t`` (an ArrayTrace of the whole graph) as node and edge
+    properties. Returns (seconds, nodes written, edges written)."""
+    start = time.perf_counter()
+    ids, contribution = t.ids.tolist(), t.contribution.tolist()
+    values, active = t.values.tolist(), t.active.tolist()
+    for a in range(0, len(ids), batch):
+        db.write(_SET_NODES, model=name, rows=[
+            {"id": i, "value": v, "active": ac, "contribution": c}
+            for i, v, ac, c in zip(ids[a:a + batch], values[a:a + batch],
+                                   active[a:a + batch], contribution[a:a + batch])])
+    edges = 0
+    for li, e in enumerate(g.entries):
+        if e.op is None or e.op.op not in ("max", "min"):
+            continue
+        for b in g.iter_edge_batches(batch, layers=[li]):
+            chosen = t.chosen[t.pos(b.dst)] == b.src
+            db.write(_SET_EDGES, model=name, rows=[
+                {"src": s, "dst": d, "chosen": c}
+                for s, d, c in zip(b.src.tolist(), b.dst.tolist(), chosen.tolist())])
+            edges += len(b)
+    return time.perf_counter() - start, len(ids), edges
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", type=int, default=64)
@@ -99,6 +143,16 @@ def main():
         print(f"store growth {after - before:,} bytes = {(after - before) / n:.1f} bytes per "
               f"neuron (value, active, contribution; chosen in the pooling layer): "
               + ", ".join(f"{k} +{v:,}" for k, v in sorted(grown.items())))
+        base_s, base_nodes, base_edges = store_per_element(db, g, name, r.trace)
+    base_files = store_bytes(root, args.restart)
+    base_grown = sum(base_files.values()) - after
+    ours_s = r.seconds["store"]
+    print(f"baseline, the same trace as node and edge properties: {base_nodes:,} Neuron nodes "
+          f"and {base_edges:,} W edges into the pooling layer written in {base_s:.1f} s; store "
+          f"growth {base_grown:,} bytes = {base_grown / n:.1f} bytes per neuron")
+    print(f"ratio: baseline / ours = {base_grown / (after - before):.2f}x the bytes, "
+          f"{base_s / ours_s:.1f}x the write time ({base_s:.1f} s / {ours_s:.1f} s)")
+    with Database.connect() as db:
         delete_model(db, name)
 
 

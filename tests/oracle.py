@@ -1,6 +1,8 @@
-"""The forward-equivalence oracle: execute the neuron graph, compare with Keras, per layer.
+"""The forward-equivalence oracle: execute the neuron graph, compare with Keras, per layer;
+and count its neurons and edges, compare with Keras's shapes, per layer.
 
-Keras's side comes from :mod:`keras_oracle`, which shares no code with ``loader``.
+Keras's side comes from :mod:`keras_oracle` and :mod:`keras_graph`, which share no code with
+``loader``.
 """
 
 from __future__ import annotations
@@ -8,21 +10,15 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+# SHAPE_ONLY: Keras layers whose output is a view of their input's values (no new neurons):
+# the graph keeps them as aliases, and the executors of a stored graph (execute_arrays,
+# execute_networkx) do not report them. Listed from Keras's side, not taken from the product.
+from keras_graph import SHAPE_ONLY, layer_counts
 from keras_oracle import input_names, keras_outputs, layer_calls, layer_outputs, output_names
 from loader.graph.forward import execute
 from loader.graph.neuron_graph import NeuronGraph
 
 TOLERANCE = 1e-4  # error relative to the layer's largest magnitude
-
-# Keras layers whose output is a view of their input's values (no new neurons): the graph keeps
-# them as aliases, and the executors of a stored graph (execute_arrays, execute_networkx) do
-# not report them. Listed here from Keras's side, not taken from the product.
-SHAPE_ONLY = frozenset({
-    "Flatten", "Reshape", "Permute", "Concatenate", "Identity", "ActivityRegularization",
-    "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
-    "GaussianDropout", "AlphaDropout", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
-    "Cropping1D", "Cropping2D", "Cropping3D",
-})
 
 
 def random_inputs(model, samples=2, seed=0):
@@ -54,15 +50,17 @@ def _weight_name(layer, i):
         return ""
 
 
-def assert_equivalent(model, x=None, *, graph=None, tol=TOLERANCE, check_counts=True):
-    """Executed graph == Keras at every layer; enumerated edges == planned edges per layer."""
+def assert_equivalent(model, x=None, *, graph=None, tol=TOLERANCE, distinct_edges=True):
+    """Executed graph == Keras at every layer; per layer, the planned and the enumerated
+    neurons and edges == the counts from Keras's shapes (:func:`assert_counts_match`;
+    ``distinct_edges=False`` skips its check that no edge repeats, which holds every edge's
+    ids in memory: for the keras.applications models)."""
     g = graph or NeuronGraph.from_model(model)
     if x is None:
         x = random_inputs(model)
     keras_model = model if isinstance(model, keras.Model) else g.keras_model
     assert_matches_keras(execute(g, x), keras_model, x, tol=tol)
-    if check_counts:
-        assert_counts_match(g)
+    assert_counts_match(g, keras_model, distinct=distinct_edges)
     return g
 
 
@@ -97,17 +95,23 @@ def _assert_close(got, want, tol, what):
     assert err <= tol, f"{what}: relative error {err:.3g}"
 
 
-def assert_counts_match(g: NeuronGraph, batch_size=4096):
-    """The enumerated edges of every layer equal its planned (analytic) count, and no edge
-    repeats or points at a missing neuron."""
+def assert_counts_match(g: NeuronGraph, model, batch_size=4096, distinct=True):
+    """Per layer, the plan's neurons and edges and the enumerated edges equal the counts
+    Keras's shapes give (:func:`keras_graph.layer_counts`); no edge points at a missing
+    neuron or backwards; with ``distinct``, no edge repeats."""
+    want = layer_counts(model)
+    planned = {s.name: (s.neurons, s.edges) for s in g.layer_specs()}
+    assert planned == want, {k: (planned.get(k), want.get(k)) for k in set(planned) | set(want)
+                             if planned.get(k) != want.get(k)}
     per_layer = {}
-    for b in g.iter_edge_batches(batch_size):
+    for b in g.iter_edge_batches(batch_size if distinct else 1 << 20):
         per_layer[b.layer_index] = per_layer.get(b.layer_index, 0) + len(b)
         assert b.src.dtype == np.int64 and b.dst.dtype == np.int64
         assert b.weight.dtype == np.float32
-        assert (b.src >= 0).all() and (b.src < g.total_neurons).all()
+        assert (b.src >= 0).all() and (b.dst < g.total_neurons).all()
         assert (b.src < b.dst).all()  # topological ids: edges go forward
-    for spec in g.layer_specs():
-        assert per_layer.get(spec.index, 0) == spec.edges, spec.name
-    pairs = np.concatenate([b.src * g.total_neurons + b.dst for b in g.iter_edge_batches()])
-    assert len(np.unique(pairs)) == len(pairs), "duplicate edges"
+    enumerated = {e.name: per_layer.get(i, 0) for i, e in enumerate(g.entries)}
+    assert enumerated == {name: edges for name, (_, edges) in want.items()}
+    if distinct:
+        pairs = np.concatenate([b.src * g.total_neurons + b.dst for b in g.iter_edge_batches()])
+        assert len(np.unique(pairs)) == len(pairs), "duplicate edges"

@@ -1,8 +1,11 @@
 """Neo4j -> NetworkX / GraphML (loader.neo4j.pull) against the real Neo4j server.
 
-The oracle: a whole model pulled back from Neo4j executes exactly like Keras, and every
-selection pulled from the database equals the same selection enumerated from Keras
-(``NeuronGraph(layers=/cone=)`` through ``to_networkx``), node, edge and attribute.
+The oracles: a whole model pulled back from Neo4j executes exactly like Keras, and every
+selection pulled from the database equals the same selection of the graph built from Keras
+alone (``keras_graph.reference_graph``: kernels and geometry, no ``loader`` code; the
+selection taken with NetworkX by the contract's rules), node, edge and attribute. The Parquet
+pulls are compared with the same reference and, row for row, with the product's direct
+export of the same selection (two product paths that must agree).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from loader.errors import SelectionError, TooLargeError
 from loader.graph.forward import execute_networkx
 from loader.graph.neuron_graph import NeuronGraph
 from loader.neo4j.queries import WriteQueryRefused
-from loader.sinks.networkx import to_networkx
+import keras_graph
 from oracle import assert_matches_keras
 from test_queries import delete_model, load_into_neo4j, small_model
 
@@ -44,8 +47,17 @@ def assert_same_graph(got: nx.DiGraph, want: nx.DiGraph):
     assert json.loads(got.graph["layers"]) == json.loads(want.graph["layers"])
 
 
-def reference(model, name, **selection):
-    return to_networkx(NeuronGraph.from_model(model, name=name, **selection))
+def reference(model, name, *, layers=None, cone=None):
+    """The graph built from Keras alone (keras_graph), whole or the selection ``layers`` /
+    ``cone``."""
+    G = keras_graph.reference_graph(model, name)
+    if layers is not None:
+        return keras_graph.layer_range(G, *layers.split(":"))
+    if cone is not None:
+        layer, index, *depth = cone.split(":")
+        return keras_graph.cone(G, keras_graph.neuron_at(G, layer, int(index)),
+                                int(depth[0]) if depth else None)
+    return G
 
 
 def test_whole_model_round_trip_executes_like_keras(driver, loaded):
@@ -174,6 +186,14 @@ def dataset_rows(path):
     return nodes, edges
 
 
+def reference_rows(G):
+    """The rows :func:`dataset_rows` reads, from a reference graph."""
+    nodes = sorted((n, a["layer"], a["layer_index"], a["index"], a["op"], a["bias"],
+                    a["activation"]) for n, a in G.nodes(data=True))
+    edges = sorted((G.nodes[t]["layer_index"], s, t, w) for s, t, w in G.edges(data="weight"))
+    return nodes, edges
+
+
 @pytest.mark.parametrize("selection", [{}, {"layers": "pool:dense"}, {"cone": "add:5:2"}])
 def test_pull_to_parquet_equals_the_direct_export_in_bounded_pages(driver, loaded, selection,
                                                                    tmp_path, monkeypatch):
@@ -191,6 +211,8 @@ def test_pull_to_parquet_equals_the_direct_export_in_bounded_pages(driver, loade
     g = NeuronGraph.from_model(model, name=name, **selection)
     write_parquet(g, tmp_path / "direct", progress=False)
     assert (stats["nodes"], stats["edges"]) == (g.n_nodes, g.n_edges)
+    assert dataset_rows(tmp_path / "pulled") == reference_rows(reference(model, name,
+                                                                         **selection))
     assert dataset_rows(tmp_path / "pulled") == dataset_rows(tmp_path / "direct")
     pulled = json.loads((tmp_path / "pulled" / "graph.json").read_text())
     direct = json.loads((tmp_path / "direct" / "graph.json").read_text())
@@ -249,6 +271,7 @@ def test_cli_pull_writes_a_parquet_dataset(driver, loaded, tmp_path):
     write_parquet(NeuronGraph.from_model(model, name=name, layers="conv2:dense"),
                   tmp_path / "direct", progress=False)
     assert dataset_rows(out) == dataset_rows(tmp_path / "direct")
+    assert dataset_rows(out) == reference_rows(reference(model, name, layers="conv2:dense"))
     from loader.cli import main
 
     result = CliRunner().invoke(main, ["pull", "--name", name, "-o", str(tmp_path / "x")])

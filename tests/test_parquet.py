@@ -1,7 +1,8 @@
 """The Parquet dataset: written by loader.sinks.parquet, read back by pyarrow and DuckDB.
 
 The oracle is Keras (tests/keras_oracle.py via oracle.assert_matches_keras): the dataset read
-back executes to every layer's Keras output.
+back executes to every layer's Keras output; its edges per layer are the counts from Keras's
+shapes (tests/keras_graph.py).
 """
 
 import json
@@ -25,6 +26,7 @@ from loader.errors import WeightgraphError
 from loader.graph.forward import execute_arrays
 from loader.graph.neuron_graph import NeuronGraph
 from loader.sinks.parquet import DatasetExistsError, ParquetDatasetWriter, write_parquet
+from keras_graph import layer_counts
 from oracle import assert_matches_keras, randomise_weights
 from shared_models import shared_model
 from test_load import residual_model
@@ -87,16 +89,19 @@ def test_dataset_read_back_executes_to_keras(tmp_path, make, engine):
     model = make()
     g = NeuronGraph.from_model(model)
     stats = write_parquet(g, tmp_path / "ds", batch_size=500, tile_edges=2000, progress=False)
-    assert (stats["nodes"], stats["edges"]) == (g.n_nodes, g.n_edges)
+    counts = layer_counts(model).values()
+    n_nodes, n_edges = sum(n for n, _ in counts), sum(e for _, e in counts)
+    assert (stats["nodes"], stats["edges"]) == (n_nodes, n_edges)
     layers, nodes, edges = read_arrays(tmp_path / "ds", engine=engine)
-    assert len(edges["src"]) == g.n_edges and len(nodes["id"]) == g.n_nodes
+    assert len(edges["src"]) == n_edges and len(nodes["id"]) == n_nodes
     x = np.random.default_rng(3).normal(size=(2,) + g.entries[0].output.shape).astype("f4")
     ours = execute_arrays(layers, nodes, edges, x)
     assert_matches_keras(ours, model, x, shape_only_included=False)
 
 
 def test_dataset_layout_columns_widths_and_graph_json(tmp_path):
-    g = NeuronGraph.from_model(residual_model())
+    model = residual_model()
+    g = NeuronGraph.from_model(model)
     write_parquet(g, tmp_path / "ds", progress=False)
     meta = json.loads((tmp_path / "ds" / "graph.json").read_text())
     assert meta["format"] == "weightgraph-parquet" and meta["contract_version"] == 2
@@ -116,8 +121,9 @@ def test_dataset_layout_columns_widths_and_graph_json(tmp_path):
     assert "BYTE_STREAM_SPLIT" in column.encodings and column.compression == "LZ4"
     assert column.statistics.has_min_max
     con = open_duckdb(tmp_path / "ds")
-    per_layer = dict(con.execute("SELECT layer_index, count(*) FROM edges GROUP BY 1").fetchall())
-    assert per_layer == {s.index: s.edges for s in g.layer_specs() if s.edges}
+    per_layer = dict(con.execute("SELECT l.name, count(*) FROM edges JOIN layers l "
+                                 "USING (layer_index) GROUP BY 1").fetchall())
+    assert per_layer == {name: e for name, (_, e) in layer_counts(model).items() if e}
     acts = con.execute("SELECT DISTINCT activation FROM nodes WHERE layer_index = ?",
                        [conv]).fetchall()
     assert acts == [("relu",)]
@@ -145,7 +151,8 @@ def test_dst_filter_prunes_row_groups_of_other_tiles(tmp_path):
 
 
 def test_workers_and_encodings_change_neither_rows_nor_files(tmp_path):
-    g = NeuronGraph.from_model(mixed_model())
+    model = mixed_model()
+    g = NeuronGraph.from_model(model)
     rows, files = [], []
     for run, (workers, encoding) in enumerate([(1, "fast"), (3, "fast"), (2, "compact")]):
         ds = tmp_path / f"ds{run}"
@@ -156,7 +163,8 @@ def test_workers_and_encodings_change_neither_rows_nor_files(tmp_path):
             "SELECT layer_index, src, dst, weight FROM edges ORDER BY ALL").fetchall())
     assert len(files[0]) > 2 * len(g.layer_specs())  # several tiles per layer
     assert files[0] == files[1] == files[2]
-    assert rows[0] == rows[1] == rows[2] and len(rows[0]) == g.n_edges
+    assert rows[0] == rows[1] == rows[2]
+    assert len(rows[0]) == sum(e for _, e in layer_counts(model).values())
     encodings = pq.ParquetFile(tmp_path / "ds2" / files[2][0]).metadata
     assert any("DELTA_BINARY_PACKED" in encodings.row_group(0).column(c).encodings
                for c in range(encodings.num_columns))
@@ -259,7 +267,8 @@ def test_cli_export_and_sql_formats(tmp_path):
     r = runner.invoke(main, ["sql", str(out), q, "--format", "csv"])
     assert r.exit_code == 0, r.output
     header, row = r.output.strip().splitlines()
-    assert header == "n,w" and int(row.split(",")[0]) == g.n_edges
+    assert header == "n,w"
+    assert int(row.split(",")[0]) == sum(e for _, e in layer_counts(model).values())
     want = sum(float(b.weight.astype(np.float64).sum()) for b in g.iter_edge_batches())
     assert abs(float(row.split(",")[1]) - want) <= 1e-9 * max(1.0, abs(want))
     r = runner.invoke(main, ["sql", str(out), "SELECT name FROM layers ORDER BY layer_index "
@@ -284,11 +293,13 @@ def test_sql_on_a_directory_that_is_no_dataset_is_one_line(tmp_path):
 def test_layer_statistics_are_exact_against_numpy_over_the_enumeration(tmp_path):
     from loader.analysis.dataset import layer_statistics
 
-    g = NeuronGraph.from_model(mixed_model())
+    model = mixed_model()
+    g = NeuronGraph.from_model(model)
     write_parquet(g, tmp_path / "ds", progress=False)
     rows = {r["layer_index"]: r for r in layer_statistics(tmp_path / "ds")}
+    counts = layer_counts(model)
     for spec in g.layer_specs():
-        if not spec.edges:
+        if not counts[spec.name][1]:
             assert spec.index not in rows
             continue
         batches = list(g.iter_edge_batches(layers=[spec.index]))
@@ -296,7 +307,7 @@ def test_layer_statistics_are_exact_against_numpy_over_the_enumeration(tmp_path)
         dst = np.concatenate([b.dst for b in batches])
         degree = np.unique(dst, return_counts=True)[1]
         r = rows[spec.index]
-        assert (r["name"], r["edges"]) == (spec.name, spec.edges)
+        assert (r["name"], r["edges"]) == (spec.name, counts[spec.name][1])
         assert (r["weight_min"], r["weight_max"]) == (np.float32(w.min()), np.float32(w.max()))
         for key, want in (("weight_sum", w.sum()), ("abs_weight_sum", np.abs(w).sum()),
                           ("weight_std", w.std())):

@@ -1,7 +1,8 @@
 """Named queries (queries/*.cypher) against the real Neo4j server.
 
-Every query's answer is checked against the same graph built independently from Keras
-(``to_networkx``) and computed with NetworkX / numpy. Writes are refused and leave the
+Every query's answer is checked against the same graph built from Keras alone (its kernels and
+geometry: ``keras_graph.reference_graph``, which shares no code with ``loader``), computed with
+NetworkX / numpy. Writes are refused and leave the
 database unchanged; parameter values are data, never Cypher.
 
 Needs the server of ``scripts/neo4j-local start`` (or docker compose): the ``driver`` fixture
@@ -28,7 +29,7 @@ from loader.neo4j.db import Database
 from loader.neo4j.models import ModelStateError
 from loader.neo4j.queries import (MissingParameters, QueryNotFound, WriteQueryRefused,
                                   list_queries, load_query, parse_params, parse_query, run_query)
-from loader.sinks.networkx import to_networkx
+from keras_graph import reference_graph
 from oracle import randomise_weights
 from shared_models import shared_model
 
@@ -75,7 +76,7 @@ def loaded(driver):
     graph = NeuronGraph.from_model(model)
     name = f"test_q_queries_{os.getpid()}"
     load_into_neo4j(driver, graph, name)
-    yield name, model, to_networkx(graph)
+    yield name, model, reference_graph(model, name)
     delete_model(driver, name)
 
 

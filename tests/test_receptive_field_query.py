@@ -5,7 +5,7 @@ the committed file must be exactly what it renders (so a hand edit fails here), 
 rendered statement, run as Neo4j Browser would run it (the raw text, through the driver, in a
 read session; not through weightgraph's query runner), must give the same rows as the Python
 procedure ``receptive_field`` and as path counts computed here with NetworkX on the graph built
-from Keras. With fewer stages than the cone has layers it must say ``complete = false``.
+from Keras alone (``keras_graph.reference_graph``: kernels and geometry, no ``loader`` code). With fewer stages than the cone has layers it must say ``complete = false``.
 
 Needs the real Neo4j server (the ``driver`` fixture fails without it; these tests never skip).
 """
@@ -22,7 +22,7 @@ import pytest
 from loader.config import Settings
 from loader.graph.neuron_graph import NeuronGraph
 from loader.neo4j.receptive_field import STAGE, render_browser_query, receptive_field
-from loader.sinks.networkx import to_networkx
+from keras_graph import reference_graph
 from test_queries import delete_model, load_into_neo4j, small_model
 
 QUERY_FILE = Path(__file__).resolve().parents[1] / "queries" / "receptive_field.cypher"
@@ -55,10 +55,10 @@ def test_rendered_query_repeats_the_one_stage():
 @pytest.fixture(scope="module")
 def loaded(driver):
     """(model name, reference nx graph built from Keras) of small_model loaded into Neo4j."""
-    graph = NeuronGraph.from_model(small_model())
+    model = small_model()
     name = f"test_q_rf_browser_{os.getpid()}"
-    load_into_neo4j(driver, graph, name)
-    yield name, to_networkx(graph)
+    load_into_neo4j(driver, NeuronGraph.from_model(model), name)
+    yield name, reference_graph(model, name)
     delete_model(driver, name)
 
 

@@ -1,7 +1,10 @@
 """GraphML and NetworkX sinks: every output reads back as the same graph, exactly.
 
-The reference is ``to_networkx``; a GraphML file read with ``nx.read_graphml`` must equal it
-node for node, edge for edge, attribute for attribute (floats bit for bit).
+On hand-made batches (``FakeGraph``) a GraphML file read with ``nx.read_graphml`` must equal
+``to_networkx`` of the same batches node for node, edge for edge, attribute for attribute
+(floats bit for bit): the two sinks agree. On a Keras model both, and ``keras_edges``, must
+equal the graph built from Keras alone (``keras_graph.reference_graph``: kernels and geometry,
+no ``loader`` code).
 """
 
 import gzip
@@ -22,6 +25,7 @@ from loader.sinks import (GraphMLWriter, NetworkXSink, graph_attributes, keras_e
                           to_networkx, write_graphml)
 from loader.sinks import text as text_module
 from shared_models import shared_model
+from keras_graph import layer_range, reference_graph
 
 SPECIAL_FLOATS = np.array([1.0, -1.0, 0.0, -0.0, 1e-38, -1e-38, 1e-45, 3.4028235e38,
                            -3.0e38, 0.1, -0.123456789, 2.0 ** -126, 1234567.0, 5e-324],
@@ -103,7 +107,7 @@ def fake_graph():
 @shared_model
 def small_keras_model():
     model = keras.Sequential([
-        keras.Input((8, 8, 2)),
+        keras.Input((8, 8, 2), name="image"),  # a fixed name: every build is the same graph
         keras.layers.Conv2D(3, 3, activation="relu", name="conv"),
         keras.layers.MaxPooling2D(2, name="pool"),
         keras.layers.Flatten(name="flatten"),
@@ -139,6 +143,17 @@ def assert_same_graph(read, expected):
     assert read.graph["layers"] == expected.graph["layers"]
 
 
+def assert_equals_reference(G, reference):
+    """``G`` is the reference graph: nodes, edges and attributes (typed, floats bit for bit),
+    name, and the layers table (as JSON values)."""
+    assert {n: typed(d) for n, d in G.nodes(data=True)} == \
+        {n: typed(d) for n, d in reference.nodes(data=True)}
+    assert {(u, v): typed(d) for u, v, d in G.edges(data=True)} == \
+        {(u, v): typed(d) for u, v, d in reference.edges(data=True)}
+    assert G.graph["name"] == reference.graph["name"]
+    assert json.loads(G.graph["layers"]) == json.loads(reference.graph["layers"])
+
+
 @pytest.mark.parametrize("suffix", [".graphml", ".graphml.gz"])
 def test_graphml_reads_back_equal_to_to_networkx(tmp_path, suffix):
     graph = fake_graph()
@@ -162,6 +177,7 @@ def test_graphml_of_keras_model_equals_to_networkx(tmp_path, keras_graph):
         (keras_graph.n_nodes, keras_graph.n_edges)
     read = nx.read_graphml(path, node_type=int)
     assert_same_graph(read, expected)
+    assert_equals_reference(read, reference_graph(small_keras_model()))
     layers = json.loads(read.graph["layers"])
     assert [layer["name"] for layer in layers][1:] == ["conv", "pool", "flatten", "dense"]
     assert {d["op"] for _, d in read.nodes(data=True)} == {"input", "sum", "max"}
@@ -174,6 +190,8 @@ def test_graphml_of_layer_selection_equals_to_networkx(tmp_path):
     path = tmp_path / "part.graphml"
     write_graphml(graph, path, progress=False)
     assert_same_graph(nx.read_graphml(path, node_type=int), to_networkx(graph))
+    assert_equals_reference(nx.read_graphml(path, node_type=int),
+                            layer_range(reference_graph(small_keras_model()), "pool", "dense"))
 
 
 def test_igraph_reads_graphml_counts_and_weights(tmp_path, keras_graph):
@@ -181,8 +199,8 @@ def test_igraph_reads_graphml_counts_and_weights(tmp_path, keras_graph):
     write_graphml(keras_graph, path, progress=False)
     g = igraph.Graph.Read_GraphML(str(path))
     assert g.is_directed()
-    assert (g.vcount(), g.ecount()) == (keras_graph.n_nodes, keras_graph.n_edges)
-    expected = to_networkx(keras_graph)
+    expected = reference_graph(small_keras_model())
+    assert (g.vcount(), g.ecount()) == (expected.number_of_nodes(), expected.number_of_edges())
     ids = [int(i) for i in g.vs["id"]]
     for e in g.es.select(lambda e: e.index % 97 == 0):
         assert e["weight"] == expected.edges[ids[e.source], ids[e.target]]["weight"]
@@ -294,6 +312,6 @@ def test_keras_edges_match_to_networkx(keras_graph):
     G.add_weighted_edges_from(keras_edges(small_keras_model()))
     triples = list(keras_edges(small_keras_model()))
     assert all(type(s) is int and type(d) is int and type(w) is float for s, d, w in triples)
-    expected = to_networkx(keras_graph)
+    expected = reference_graph(small_keras_model())
     assert sorted(G.edges(data="weight")) == sorted(expected.edges(data="weight"))
-    assert len(triples) == keras_graph.n_edges
+    assert len(triples) == expected.number_of_edges()

@@ -149,8 +149,25 @@ def test_a_bug_in_a_builder_propagates_with_its_traceback(monkeypatch):
         NeuronGraph.from_model(model)
 
 
+# What the README's Python API section shows each public name to be; the rest are functions.
+API_CLASSES = {"NeuronGraph", "ChannelGraph", "EdgeBatch", "NodeBatch", "Trace", "Settings",
+               "Database"}
+API_MODULES = {"gds": ("run", "project")}  # loader.gds.run(...), loader.gds.project(...)
+
+
 def test_public_api_is_importable_from_the_package_lazily():
+    import inspect
+
+    assert API_CLASSES | set(API_MODULES) <= set(loader.__all__)
     for name in loader.__all__:
-        assert getattr(loader, name) is not None, name
+        value = getattr(loader, name)
+        if name in API_CLASSES:
+            assert inspect.isclass(value) and value.__name__ == name, (name, value)
+        elif name in API_MODULES:
+            assert inspect.ismodule(value), (name, value)
+            for function in API_MODULES[name]:
+                assert inspect.isfunction(getattr(value, function, None)), (name, function)
+        else:
+            assert inspect.isfunction(value) and value.__name__ == name, (name, value)
     assert isinstance(loader.NeuronGraph.from_model(
         keras.Sequential([keras.Input((2,)), layers.Dense(1)])).n_edges, (int, np.integer))

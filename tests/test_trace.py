@@ -2,10 +2,12 @@
 
 For every layer kind the forward oracle covers (tests/test_forward_equivalence.py) and for
 VGG16, ResNet50 and MobileNetV2 at small inputs, a trace's ``value`` equals Keras's layer
-outputs, every chosen edge's source value equals its max (min) neuron's value, and
-``contribution`` equals value x the gradient ``tf.GradientTape`` gives on that layer's output
-(:mod:`tf_gradients`, which shares no code with ``loader``), each within 1e-4 of the layer's
-largest magnitude.
+outputs; every max (min) neuron's chosen source is the entry TensorFlow's gradient takes, the
+first maximal (minimal) entry in window order, computed from Keras's layer outputs by
+:func:`keras_graph.window_choices` (``tf.nn.max_pool_with_argmax`` for 1-d and 2-d max
+pooling), ties included; and ``contribution`` equals value x the gradient ``tf.GradientTape``
+gives on that layer's output (:mod:`tf_gradients`). Values and contributions agree within 1e-4
+of the layer's largest magnitude. The oracles share no code with ``loader``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pytest
 from keras import layers
 
 from oracle import SHAPE_ONLY, randomise_weights
+from keras_graph import window_choices
 from keras_oracle import layer_calls
 from test_forward_equivalence import (CONV_CASES, ELEMENTWISE_CASES, POOL_CASES, SHAPE_CASES,
                                       seq)
@@ -59,20 +62,30 @@ def check_trace(model, x=None, targets=None, *, graph=None, seed=0):
             _close(t.layer(name, "contribution"), want * grads[name],
                    f"contribution of {name} to {last}:{index}")
             checked += 1
-        check_chosen(t)
+        check_chosen(t, model, values)
     assert checked
     return g
 
 
-def check_chosen(t):
-    """Every chosen source's value equals its max/min neuron's value; exactly one chosen edge
-    into every max/min neuron that has inputs (an inactive neuron over padding may have none)."""
-    for i, ch in t.chosen.items():
-        op = t.graph.entries[i].op
-        sl = slice(op.offset, op.offset + op.n_neurons)
-        ok = ch >= 0
-        assert np.array_equal(t.values[ch[ok]], t.values[sl][ok])
-        assert not t.active[sl][~ok].any(), "a neuron without a chosen input is active"
+def check_chosen(t, model, values):
+    """Every max/min neuron's chosen source is the one TensorFlow picks from Keras's values
+    (``values``: layer name -> Keras's output): the first extreme entry in window order, ties
+    included (:func:`keras_graph.window_choices`, with the contract's rule for padding
+    zeros). Where nothing is chosen the neuron is inactive. Keras's positions are turned into
+    neuron ids by the graph's id map of the input layer (the contract's ids, which the value
+    comparison checks)."""
+    expected = window_choices(model, values)
+    assert set(expected) == {t.graph.entries[i].name for i in t.chosen}
+    for name, (inputs, k, p) in expected.items():
+        ids = [t.graph.entry(n).output.array() for n in inputs]  # -1: a padding zero
+        want = np.array([ids[a][b] if b >= 0 else -1 for a, b in zip(k.tolist(), p.tolist())],
+                        dtype=np.int64)
+        got = t.layer(name, "chosen").reshape(-1)
+        wrong = np.flatnonzero(got != want)
+        assert not len(wrong), (f"{name}: {len(wrong)} of {len(want)} neurons chose another "
+                                f"entry than TensorFlow, first at {wrong[0]}: "
+                                f"{got[wrong[0]]} instead of {want[wrong[0]]}")
+        assert not t.layer(name, "active").reshape(-1)[want < 0].any(), name
 
 
 @pytest.mark.parametrize("case", sorted(CONV_CASES))

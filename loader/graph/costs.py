@@ -5,10 +5,13 @@ benchmarks in ``bench/`` on the project's 2-core development machine (see each f
 comment). They are estimates: the plan says so.
 """
 
-# NetworkX DiGraph: 344 bytes per edge with one float attribute and 645 per node with six
-# attributes (tracemalloc, Python 3.11, NetworkX 3.6; DESIGN.md's 254 is without the dicts).
-NX_BYTES_PER_EDGE = 344
-NX_BYTES_PER_NODE = 645
+# NetworkX DiGraph: 355 bytes per edge with one float attribute and 690 per node with six
+# attributes, the largest of bench/bench_networkx_memory.py's measurements (tracemalloc around
+# NetworkXSink, Python 3.11.7, NetworkX 3.6.1; VGG16@32 block1_conv1 355 / 675, block5_conv1
+# 349 / 662, block5_pool:fc1 354 / 686). Degree-1 graphs (a pooling layer alone) cost ~5x more
+# per edge: a neuron's first edge allocates its adjacency dict's table.
+NX_BYTES_PER_EDGE = 355
+NX_BYTES_PER_NODE = 690
 
 # GraphML as written by loader.sinks.graphml: an edge line is 88-92 bytes with 7-8 digit ids
 # and a 17-digit weight (~16 bytes gzipped); a node element with six data children ~330 bytes.

@@ -111,14 +111,6 @@ def apply(name: str, x: np.ndarray) -> np.ndarray:
     raise WeightgraphError(f"unknown activation {name!r}")
 
 
-def is_known(name: str) -> bool:
-    try:
-        apply(name, np.zeros((1, 1)))
-        return True
-    except WeightgraphError:
-        return False
-
-
 # ----------------------------------------------------------------------------- derivatives
 def _relu_general_slope(x, max_value, slope, threshold):
     """d/dx of :func:`_relu_general`, with TensorFlow's choices at the kinks (Keras builds

@@ -1,8 +1,9 @@
 """NetworkX sink: a neuron graph as an ``nx.DiGraph`` keyed by the integer neuron id.
 
-A DiGraph holds every edge as Python objects: tracemalloc measured ~344 bytes per edge (two
-adjacency entries, a one-key attribute dict, a float) and ~645 bytes per node (Python 3.11,
-NetworkX 3.6, VGG16 conv layers). So this sink is for small models and subgraphs, and
+A DiGraph holds every edge as Python objects: tracemalloc measured ~355 bytes per edge (two
+adjacency entries, a one-key attribute dict, a float) and ~690 bytes per node (Python 3.11,
+NetworkX 3.6, VGG16 conv and dense layers; bench/bench_networkx_memory.py). So this sink is
+for small models and subgraphs, and
 :func:`to_networkx` refuses a graph above ``max_edges`` before doing any work, quoting the
 estimate of :mod:`loader.costs`.
 """
@@ -150,7 +151,7 @@ def to_networkx(graph, *, max_edges: int = 5_000_000) -> nx.DiGraph:
         The graph or a ``layers=`` / ``cone=`` selection of it; a ChannelGraph gives channel
         nodes and edges (:class:`ChannelNetworkXSink`).
     max_edges : int
-        Refuse, before any work, a graph with more edges than this (5M edges: ~1.7 GB).
+        Refuse, before any work, a graph with more edges than this (5M edges: ~1.8 GB).
 
     Returns
     -------
