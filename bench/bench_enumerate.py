@@ -85,7 +85,7 @@ def python_loop_checksum(graph: NeuronGraph, name: str, limit: int | None = None
     """
     entry = graph.entry(name)
     op = entry.op
-    layer = graph.keras_model.get_layer(name)
+    layer = graph.source.get_layer(name)
     src_t = op.inputs[0]
     assert src_t.contiguous, "the baseline handles contiguous inputs only"
     in_off, out_off = src_t.offset, op.offset

@@ -51,7 +51,7 @@ import tensorflow as tf  # noqa: E402
 
 from loader.graph.neuron_graph import NeuronGraph  # noqa: E402
 from loader.graph.trace import trace  # noqa: E402
-from loader.keras.inputs import read_input  # noqa: E402
+from loader.inputs import read_input  # noqa: E402
 
 
 def tf_contribution(model, x: np.ndarray, k: int, dtype: str = "float32") -> np.ndarray:
@@ -85,7 +85,7 @@ def main():
     x = read_input(image, shape, mode="auto", family="keras.src.applications.vgg16")
     target = f"predictions:{args.target}"
     total = g.plan().edges
-    cone = NeuronGraph(g.keras_model, g.entries, cone=target)
+    cone = g.same_model(cone=target)
     cone_edges = cone.n_edges
     print(f"VGG16 at {shape}: {g.total_neurons:,} neurons, {total:,} edges; the cone of "
           f"{target} holds {cone_edges:,}")

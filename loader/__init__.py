@@ -63,7 +63,7 @@ _API = {
     "pull_trace": "loader.neo4j.traces",
     "list_traces": "loader.neo4j.traces",
     "delete_trace": "loader.neo4j.traces",
-    "read_input": "loader.keras.inputs",
+    "read_input": "loader.inputs",
     "list_queries": "loader.neo4j.queries",
     "analyze": "loader.analysis",
 }

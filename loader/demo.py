@@ -42,7 +42,7 @@ import numpy as np
 
 from .config import Settings
 from .errors import WeightgraphError, one_line
-from .keras.inputs import InputFileError, read_input
+from .inputs import InputFileError, read_input
 
 __all__ = ["digits_model", "trained_digits", "DigitsSplit", "choose_network", "Network",
            "find_imagenet_weights", "photograph", "imagenet_input", "top_classes", "run_demo",

@@ -58,7 +58,7 @@ def assert_equivalent(model, x=None, *, graph=None, tol=TOLERANCE, distinct_edge
     g = graph or NeuronGraph.from_model(model)
     if x is None:
         x = random_inputs(model)
-    keras_model = model if isinstance(model, keras.Model) else g.keras_model
+    keras_model = model if isinstance(model, keras.Model) else g.source
     assert_matches_keras(execute(g, x), keras_model, x, tol=tol)
     assert_counts_match(g, keras_model, distinct=distinct_edges)
     return g

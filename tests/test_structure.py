@@ -75,7 +75,7 @@ def test_import_graph_sees_the_package():
     graph = import_graph()
     # The walker itself must see real edges, or the cycle test below could not fail.
     assert graph.has_edge("loader.neo4j.load", "loader.sinks.neo4j_online")
-    assert graph.has_edge("loader.graph.neuron_graph", "loader.keras.builders")
+    assert graph.has_edge("loader.keras.builders", "loader.graph.entries")
     assert graph.number_of_edges() > 80
 
 
@@ -85,13 +85,21 @@ def test_no_import_cycle_inside_loader():
 
 
 @pytest.mark.parametrize("lower, upper", [
-    ("loader.ops", "loader.graph"), ("loader.ops", "loader.keras"),
-    ("loader.keras", "loader.graph"), ("loader.graph", "loader.sinks"),
+    ("loader.ops", "loader.graph"), ("loader.ops", "loader.keras"), ("loader.ops", "loader.onnx"),
+    ("loader.graph", "loader.keras"), ("loader.graph", "loader.onnx"),
+    ("loader.keras", "loader.onnx"), ("loader.onnx", "loader.keras"),
+    ("loader.sinks", "loader.keras"), ("loader.sinks", "loader.onnx"),
+    ("loader.neo4j", "loader.keras"), ("loader.neo4j", "loader.onnx"),
+    ("loader.analysis", "loader.keras"), ("loader.analysis", "loader.onnx"),
+    ("loader.keras", "loader.sinks"), ("loader.onnx", "loader.sinks"),
+    ("loader.graph", "loader.sinks"),
     ("loader.sinks", "loader.neo4j"), ("loader.neo4j", "loader.analysis"),
     ("loader.analysis", "loader.cli"), ("loader.neo4j", "loader.cli"),
 ])
 def test_the_flow_goes_one_way(lower, upper):
-    """model front end -> graph -> sinks -> neo4j -> analysis -> cli: nothing reaches back."""
+    """ops -> graph -> sinks -> neo4j -> analysis -> cli, with the front ends (keras, onnx)
+    above the graph core and beside each other: they import the core, nothing below reaches
+    them (the graph knows front ends by import path only: loader.graph.frontends)."""
     back = [(a, b) for a, b in import_graph().edges
             if a.startswith(lower + ".") and (b == upper or b.startswith(upper + "."))]
     assert not back, f"{lower} imports {upper}: {back}"
@@ -171,3 +179,34 @@ def test_public_api_is_importable_from_the_package_lazily():
             assert inspect.isfunction(value) and value.__name__ == name, (name, value)
     assert isinstance(loader.NeuronGraph.from_model(
         keras.Sequential([keras.Input((2,)), layers.Dense(1)])).n_edges, (int, np.integer))
+
+
+FRAMEWORKS = ("keras", "tensorflow", "tf2onnx", "onnx", "onnxruntime", "torch", "jax")
+
+
+@pytest.mark.parametrize("package", ["graph", "ops", "sinks", "neo4j", "analysis"])
+def test_the_core_imports_no_framework(package):
+    """graph/, ops/, sinks/, neo4j/ and analysis/ import no framework, at any depth: the
+    front ends hand them layer entries."""
+    offenders = []
+    for path in (PACKAGE / package).rglob("*.py"):
+        for node in _imports(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if not node.level else [])
+            for name in names:
+                if name.split(".")[0] in FRAMEWORKS:
+                    offenders.append(f"{_module_name(path)}:{node.lineno} imports {name}")
+    assert not offenders, offenders
+
+
+def test_front_ends_are_known_by_import_path_only():
+    """The graph reaches a front end through the registry's strings, imported on use."""
+    from loader.graph import frontends
+
+    assert all(isinstance(v, str) and v.startswith("loader.") for v in frontends.KNOWN.values())
+    assert list(frontends.KNOWN)[-1] == "keras"  # the one that takes the rest
+    import importlib
+
+    for module in frontends.KNOWN.values():
+        m = importlib.import_module(module)
+        assert callable(m.accepts) and callable(m.read)

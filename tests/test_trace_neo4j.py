@@ -52,7 +52,7 @@ def test_stored_trace_equals_the_file_based_trace(driver, stored):
     _, trace_name, g, t, result, _ = stored
     a = read_trace(driver, trace_name)
     # the target's cone, and nothing else
-    cone = NeuronGraph.from_model(g.keras_model, cone="out:1")
+    cone = g.same_model(cone="out:1")
     ids = np.concatenate([b.id for b in cone.iter_node_batches()])
     assert np.array_equal(a["id"], np.sort(ids))
     np.testing.assert_allclose(a["value"], t.values[a["id"]], rtol=1e-12, atol=1e-12)
@@ -160,7 +160,7 @@ def test_top_contributors_query(driver, stored):
 def test_pull_brings_back_the_active_subgraph_with_values(driver, stored, tmp_path):
     _, trace_name, g, t, _, _ = stored
     G = pull_trace(trace_name, active_only=True, driver=driver)
-    cone = NeuronGraph.from_model(g.keras_model, cone="out:1")
+    cone = g.same_model(cone="out:1")
     H = to_networkx(t.subgraph(active_only=True))
     cone_ids = set(np.concatenate([b.id for b in cone.iter_node_batches()]).tolist())
     H = H.subgraph([n for n in H if n in cone_ids])
@@ -214,10 +214,10 @@ def test_trace_of_a_loaded_cone_reads_only_the_cone(driver, model_name):
     x = np.random.default_rng(4).uniform(0, 255, size=(32, 32, 3))
     target = "block1_pool:40"
     result = trace_loaded(driver, name, "x.npy", x=x, name=f"{name}_t", target=target)
-    full = NeuronGraph(g.keras_model, g.entries)
+    full = g.same_model()
     t = trace(full, x, target=target)
     a = read_trace(driver, f"{name}_t")
-    inner = NeuronGraph(g.keras_model, g.entries, cone=target)
+    inner = g.same_model(cone=target)
     assert result.neurons == inner.n_nodes and result.edges_read == inner.n_edges
     np.testing.assert_allclose(a["value"], t.values[a["id"]], rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(a["contribution"], t.contribution[a["id"]], rtol=1e-7,

@@ -143,7 +143,7 @@ class GraphSource(Source):
         self.graph_data = graph.graph_data()
         # The receptive field and the metrics work on the whole model's geometry.
         self.whole = (graph if graph.selection == "all"
-                      else NeuronGraph(graph.keras_model, graph.entries, name=graph.name))
+                      else graph.same_model())
         self._sub_key: tuple[str, str] | None = None
         self._sub: NeuronGraph | None = None
 
@@ -211,8 +211,7 @@ class GraphSource(Source):
     def receptive_field(self, layer: str, index: int) -> dict[str, np.ndarray]:
         # Paths are pushed down the cone layer by layer, highest first: each edge adds the
         # paths of its target to its source, so no path is ever enumerated.
-        cone = NeuronGraph(self.whole.keras_model, self.whole.entries, name=self.name,
-                           cone=f"{layer}:{index}")
+        cone = self.whole.same_model(cone=f"{layer}:{index}")
         paths = np.zeros(cone.total_neurons, dtype=np.float64)
         top = int(cone.entry(layer).output.take(np.array([index]))[0])
         paths[top] = 1.0
@@ -236,8 +235,7 @@ class GraphSource(Source):
     def _subgraph(self, kind: str, spec: str) -> NeuronGraph:
         # Kept between subgraph_size and subgraph: resolving a cone walks the whole model.
         if self._sub_key != (kind, spec):
-            self._sub = NeuronGraph(self.whole.keras_model, self.whole.entries, name=self.name,
-                                    **{kind: spec})
+            self._sub = self.whole.same_model(**{kind: spec})
             self._sub_key = (kind, spec)
         return self._sub
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..inputs import IMAGE_SUFFIXES, image_layout, read_image
 from ..neo4j.db import Database
 from ..neo4j.models import LayerTable, model_info
 from ..neo4j.pull import iter_pull, plan_pull
@@ -37,14 +38,10 @@ class TraceView:
 
 def _shown_image(path, values: np.ndarray) -> np.ndarray:
     """The input image file resized to the input (uint8 RGB / gray), or the values scaled."""
-    shape = values.shape
-    if path and Path(str(path)).suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif") \
-            and Path(str(path)).is_file() and len(shape) == 3 and shape[-1] in (1, 3):
-        from keras.utils import img_to_array, load_img
-
-        color = "rgb" if shape[-1] == 3 else "grayscale"
-        img = img_to_array(load_img(path, color_mode=color, target_size=shape[:2],
-                                    interpolation="bilinear"))
+    layout = image_layout(values.shape)
+    if (path and Path(str(path)).suffix.lower() in IMAGE_SUFFIXES and Path(str(path)).is_file()
+            and layout is not None and layout[1] in (1, 3)):
+        img = read_image(path, layout[0], layout[1])
         return np.clip(img, 0, 255).astype(np.uint8)
     lo, hi = float(values.min()), float(values.max())
     return (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)

@@ -308,7 +308,7 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
                                         include_top=not no_top)
         if trace is not None:
             from ..graph.trace import trace as run_trace
-            from ..keras.inputs import application_family, read_input
+            from ..inputs import application_family, read_input
 
             shape = next(e.output.shape for e in source.entries if e.kind == "input")
             family = application_family(model)

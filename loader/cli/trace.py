@@ -96,7 +96,7 @@ def run(model, input_path, preprocess, target, weights, input_shape, no_top, lay
     if trace_name or replace:
         raise click.UsageError("--name and --replace are for traces stored in Neo4j (--model)")
     from ..graph.trace import trace
-    from ..keras.inputs import application_family, read_input
+    from ..inputs import application_family, read_input
 
     if target and not layer_range and not cone:
         cone = target

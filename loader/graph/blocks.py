@@ -72,8 +72,8 @@ class WindowedPass:
         self.cin_g, self.cout_g = op.cin_g, op.cout_g
         self.n_in = t.size // max(1, op.cin)
         self.n_out = op.n_neurons // max(1, op.cout)
-        self.in_offset = t.offset
-        self.in_ids = None if t.contiguous else t.ids.reshape(-1, op.cin)
+        self.in_affine = op.in_affine
+        self.in_ids = None if op.in_affine is not None else op.input_ids2d()
         chunks = list(op.pairs.iter_chunks(1 << 22))
         out = np.concatenate([c[0] for c in chunks])
         tap = np.concatenate([c[1] for c in chunks])
@@ -102,16 +102,24 @@ class WindowedPass:
             self.seg_out = self.pair_out[self.starts]
 
     # ------------------------------------------------------------------ helpers
+    def _input_view(self, arr: np.ndarray) -> np.ndarray:
+        """The input tensor's slots of a per-id array as a (input positions, cin) view (an
+        affine id map: a layer's output in either layout, or a transpose of one)."""
+        off, ps, cs = self.in_affine
+        item = arr.strides[0]
+        return np.lib.stride_tricks.as_strided(arr[off:], shape=(self.n_in, self.cin),
+                                               strides=(ps * item, cs * item))
+
     def _gather(self, values: np.ndarray) -> np.ndarray:
         """The input tensor's values as (input positions, cin); padding reads the zero slot."""
         if self.in_ids is None:
-            return values[self.in_offset:self.in_offset + self.n_in * self.cin].reshape(
-                self.n_in, self.cin)
+            return self._input_view(values)
         return values[self.in_ids]
 
     def _scatter(self, grad: np.ndarray, g_in: np.ndarray) -> None:
-        if self.in_ids is None:
-            grad[self.in_offset:self.in_offset + g_in.size] += g_in.reshape(-1)
+        if self.in_ids is None:  # distinct ids: the view is a one-to-one window on grad
+            view = self._input_view(grad)
+            view += g_in
         else:  # real ids are distinct (no parallel edges); padding all lands in the slot
             grad[self.in_ids.reshape(-1)] += g_in.reshape(-1)
 
@@ -183,7 +191,7 @@ class WindowedPass:
             for t, s, _ in self.taps:
                 y = s @ x
                 acc += self._no_kernel(y) if t is None else self._times_kernel(y, t)
-            return acc.reshape(-1), None
+            return self.op.out_flat(acc), None
         reduce, fill = _extreme(self.op.op)
         v = x[self.pair_in]
         if self.in_ids is not None:  # padding zeros are no edges: they never win
@@ -193,14 +201,12 @@ class WindowedPass:
         first = np.minimum.reduceat(np.where(v == np.repeat(best, self.counts, axis=0), rows,
                                              len(v)), self.starts, axis=0)
         pos = self.pair_in[first]
-        chans = np.arange(self.cin)[None, :]
-        src = (self.in_offset + pos * self.cin + chans if self.in_ids is None
-               else self.in_ids[pos, chans])
+        src = self.op.input_ids(pos, np.arange(self.cin)[None, :])
         src = np.where(np.isinf(best), -1, src)
         pre = np.full((self.n_out, self.cout), fill)
         chosen = np.full((self.n_out, self.cout), -1, dtype=np.int64)
         pre[self.seg_out], chosen[self.seg_out] = best, src
-        return pre.reshape(-1), chosen.reshape(-1)
+        return self.op.out_flat(pre), self.op.out_flat(chosen)
 
     def backward(self, gpre: np.ndarray, values: np.ndarray, chosen, grad: np.ndarray) -> None:
         """Add this layer's gradient, d target / d pre-activation ``gpre``, to its inputs."""
@@ -208,7 +214,7 @@ class WindowedPass:
             ok = chosen >= 0
             np.add.at(grad, chosen[ok], gpre[ok])
             return
-        gr = gpre.reshape(self.n_out, self.cout)
+        gr = self.op.by_channel(gpre)
         g_in = np.zeros((self.n_in, self.cin))
         for t, _, st in self.taps:
             h = self._no_kernel_t(gr) if t is None else self._times_kernel_t(gr, t)

@@ -1,7 +1,8 @@
 """ChannelGraph: the network one level up, a node per (layer, channel).
 
-A neuron's channel is the last axis of its own layer's output (channels_last; a Dense unit is
-its own channel). Channel ``(a, i)`` has an edge to ``(b, j)`` exactly when some neuron edge
+A neuron's channel is the channel axis of its own layer's output (the last for Keras, the
+first for ONNX's NCHW tensors: :attr:`~loader.ops.base.NeuronOp.channels_first`; a Dense unit
+is its own channel). Channel ``(a, i)`` has an edge to ``(b, j)`` exactly when some neuron edge
 goes from a neuron of ``(a, i)`` to a neuron of ``(b, j)``; the edge carries ``edges`` (how many
 neuron edges), ``total`` (the sum of their weights), ``kernel`` (the layer's parameters between
 the two channels, Keras's order) and ``weight`` (the L1 norm of ``kernel``, 1.0 without one).
@@ -34,6 +35,7 @@ import scipy.sparse as sp
 
 from . import costs
 from ..errors import SelectionError
+from ..ops.base import by_channel
 from ..ops.elementwise import ElementwiseOp
 from ..ops.tensors import TensorIds, broadcast_ids, broadcast_take
 from ..ops.windowed import WindowedOp
@@ -104,7 +106,7 @@ class _Windowed:
         self.op = op
         taps, cin = op.pairs.n_taps, op.cin
         self.taps = taps
-        chan = chan.reshape(-1, cin)
+        chan = np.ascontiguousarray(op.in_view(chan))
         self.sources = np.unique(chan[chan >= 0])  # channel ids, local index = position here
         local = np.where(chan >= 0, np.searchsorted(self.sources, np.maximum(chan, 0)), -1)
         n_u = len(self.sources)
@@ -226,7 +228,7 @@ class _Elementwise:
 
     def __init__(self, op: ElementwiseOp, chans: list[np.ndarray]):
         self.op = op
-        cout = op.out_shape[-1] if op.out_shape else 1
+        cout = op.n_channels
         parts = []
         for t, chan, w in zip(op.inputs, chans, op.weights):
             parts.extend(self._input(op, t, chan, w, cout))
@@ -239,10 +241,12 @@ class _Elementwise:
         out_shape = op.out_shape
         rank = len(out_shape)
         n_pos = op.n_neurons // cout
-        rows2d = chan.reshape(-1, t.shape[-1] if t.shape else 1)
         wr = w.reshape((1,) * (rank - w.ndim) + w.shape) if w.ndim <= rank else w
+        rows2d = (by_channel(chan, cout, op.channels_first) if t.shape == out_shape
+                  else chan.reshape(1, -1))
+        other_axes = wr.shape[1:] if op.channels_first else wr.shape[:-1]
         if (t.shape == out_shape and (rows2d >= 0).all()
-                and (rows2d == rows2d[0]).all() and wr.shape[:-1] == (1,) * (rank - 1)):
+                and (rows2d == rows2d[0]).all() and other_axes == (1,) * (rank - 1)):
             # Position-invariant (a layer's own output, per-channel weights): closed form.
             w_c = np.broadcast_to(wr.reshape(-1), (cout,)).astype(np.float64)
             kernel = w_c.astype(np.float32)[:, None] if op.parametric else None
@@ -259,7 +263,7 @@ class _Elementwise:
             pos = broadcast_ids(TensorIds(t.shape, offset=0), out_shape, flat)
             src = full[pos]
             ok = src >= 0
-            dst = flat[ok] % cout
+            dst = op.channel_of(flat[ok])
             src = src[ok]
             wi = broadcast_take(windex, out_shape, flat)[ok]
             key = np.stack([src, dst, wi if op.parametric else np.zeros_like(wi)], axis=1)
@@ -334,7 +338,7 @@ class ChannelGraph:
             raise SelectionError("build a ChannelGraph from a whole NeuronGraph; select "
                                  "channels with layers= or cone=")
         self.neurons = neurons
-        self.keras_model = neurons.keras_model
+        self.source = neurons.source
         self.entries = neurons.entries
         self.name = name or neurons.name
         self._neuron_entries = neurons._neuron_entries
@@ -342,6 +346,11 @@ class ChannelGraph:
         self._channels = np.array([self._n_channels(self.entries[i])
                                    for i in self._neuron_entries], dtype=np.int64)
         self._chan_offsets = np.concatenate([[0], np.cumsum(self._channels)[:-1]]).astype(np.int64)
+        # Per slot, the neurons per channel of a channels-first layer (its channel is
+        # local // that), 0 for a channels-last one (local % channels).
+        self._chan_stride = np.array(
+            [self.entries[i].op.n_neurons // c if self.entries[i].op.channels_first else 0
+             for i, c in zip(self._neuron_entries, self._channels)], dtype=np.int64)
         self._slot = {int(i): k for k, i in enumerate(self._neuron_entries)}
         self.total_channels = int(self._channels.sum())
         self._views: dict[int, object] = {}
@@ -359,18 +368,14 @@ class ChannelGraph:
             self._select_cone(cone)
 
     @classmethod
-    def from_model(cls, model, *, weights="default", input_shape=None, include_top=True,
-                   layers: str | None = None, cone: str | None = None,
-                   name: str | None = None) -> "ChannelGraph":
-        """Load (if needed) and convert a Keras model; see :meth:`NeuronGraph.from_model`."""
-        return cls(NeuronGraph.from_model(model, weights=weights, input_shape=input_shape,
-                                          include_top=include_top, name=name),
-                   layers=layers, cone=cone)
+    def from_model(cls, model, *, layers: str | None = None, cone: str | None = None,
+                   name: str | None = None, **options) -> "ChannelGraph":
+        """Read a model through its front end; see :meth:`NeuronGraph.from_model`."""
+        return cls(NeuronGraph.from_model(model, name=name, **options), layers=layers, cone=cone)
 
     @staticmethod
     def _n_channels(entry) -> int:
-        shape = entry.op.out_shape
-        return int(shape[-1]) if shape else 1
+        return int(entry.op.n_channels)
 
     # ------------------------------------------------------------------ ids
     def channel_offset(self, i: int) -> int:
@@ -386,7 +391,9 @@ class ChannelGraph:
         real = ids >= 0
         slot = np.searchsorted(self._neuron_offsets, np.maximum(ids, 0), side="right") - 1
         local = ids - self._neuron_offsets[slot]
-        chan = local % self._channels[slot] + self._chan_offsets[slot]
+        stride = self._chan_stride[slot]
+        chan = np.where(stride > 0, local // np.maximum(stride, 1), local % self._channels[slot])
+        chan = chan + self._chan_offsets[slot]
         return np.where(real, chan, -1)
 
     def _view(self, i: int):
@@ -568,16 +575,16 @@ def _channel_attributes(op, c: int) -> tuple[np.ndarray, np.ndarray]:
     else:
         b = np.asarray(raw, dtype=np.float64)
         b = b.reshape((1,) * (len(shape) - b.ndim) + b.shape) if b.ndim < len(shape) else b
-        if b.shape[:-1] == (1,) * (len(shape) - 1):
+        if (b.shape[1:] if op.channels_first else b.shape[:-1]) == (1,) * (len(shape) - 1):
             bias = np.broadcast_to(b.reshape(-1), (c,)).copy()
         else:
-            per = np.broadcast_to(b, shape).reshape(-1, c)
+            per = op.by_channel(np.broadcast_to(b, shape).reshape(-1))
             bias = np.where((per == per[0]).all(axis=0), per[0], np.nan)
     act = op.activation(np.arange(n, dtype=np.int64))
     if isinstance(act, str):
         activation = np.full(c, act, dtype=object)
     else:
-        per = np.asarray(act, dtype=object).reshape(-1, c)
+        per = op.by_channel(np.asarray(act, dtype=object))
         same = (per == per[0]).all(axis=0)
         activation = np.where(same, per[0], None).astype(object)
     return bias, activation

@@ -12,32 +12,44 @@ import numpy as np
 
 from . import costs
 from .batches import EdgeBatch, NodeBatch
-from ..keras.builders import Entry, build_entries
+from .entries import Entry, ModelEntries
 from ..errors import SelectionError
+from .frontends import read_model
 from .plan import LayerSpec, Plan
 from .selection import parse_cone, parse_layer_range
-from ..keras.model import load_model, walk
 
 DEFAULT_BATCH = 1 << 20  # ~1M edges: 20 MB of arrays, flat memory whatever the model
 
 
 class NeuronGraph:
-    """The neuron-level graph of a Keras model (or a selected part of it).
+    """The neuron-level graph of a model (or a selected part of it), from its layer entries.
+
+    Parameters
+    ----------
+    entries : the layers in topological order (:class:`~loader.graph.entries.Entry`), as a
+        front end makes them; :meth:`from_model` reads a model through its front end.
+    name : the model's name.
+    layers, cone : a selection (``"FIRST:LAST"``, ``"LAYER:INDEX[:DEPTH]"``).
+    source : the framework's model object the entries came from (opaque to the graph).
+    format : ``keras``, ``onnx``, ... (the front end's name).
 
     Examples
     --------
     >>> g = NeuronGraph.from_model("vgg16", weights=None, input_shape=(32, 32, 3))
+    >>> g = NeuronGraph.from_model("resnet18.onnx")        # no TensorFlow imported
     >>> g.plan().selected_edges
     >>> for batch in g.iter_edge_batches(): ...
     """
 
     granularity = "neuron"
 
-    def __init__(self, keras_model, entries: list[Entry], *, name: str | None = None,
-                 layers: str | None = None, cone: str | None = None):
-        self.keras_model = keras_model
+    def __init__(self, entries: list[Entry], *, name: str = "model",
+                 layers: str | None = None, cone: str | None = None, source=None,
+                 format: str | None = None):
+        self.source = source
+        self.format = format
         self.entries = entries
-        self.name = name or keras_model.name
+        self.name = name
         self._by_name = {e.name: i for i, e in enumerate(entries)}
         neuron_idx = [i for i, e in enumerate(entries) if e.op is not None]
         self._neuron_entries = np.array(neuron_idx, dtype=np.int64)
@@ -58,12 +70,36 @@ class NeuronGraph:
             self._select_cone(cone)
 
     @classmethod
-    def from_model(cls, model, *, weights="default", input_shape=None, include_top=True,
-                   layers: str | None = None, cone: str | None = None,
-                   name: str | None = None) -> "NeuronGraph":
-        """Load (if needed) and convert a Keras model. See :func:`loader.keras_model.load_model`."""
-        m = load_model(model, weights=weights, input_shape=input_shape, include_top=include_top)
-        return cls(m, build_entries(walk(m)), name=name, layers=layers, cone=cone)
+    def from_model(cls, model, *, layers: str | None = None, cone: str | None = None,
+                   name: str | None = None, **options) -> "NeuronGraph":
+        """Read a model through its front end (:mod:`loader.graph.frontends`) and build its
+        graph.
+
+        Parameters
+        ----------
+        model : a ``.onnx`` file or ``onnx.ModelProto`` (:mod:`loader.onnx`); a ``.keras`` /
+            ``.h5`` file, a ``keras.Model`` or a ``keras.applications`` name
+            (:mod:`loader.keras`).
+        layers, cone, name : see the class.
+        **options : the front end's: ``weights``, ``include_top`` (Keras), ``input_shape``
+            (both: Keras ``(H, W, C)``; ONNX the input's own layout without the batch axis,
+            e.g. ``(C, H, W)``, fixing its dynamic dimensions).
+        """
+        return cls.from_entries(read_model(model, **options), name=name, layers=layers,
+                                cone=cone)
+
+    @classmethod
+    def from_entries(cls, model: ModelEntries, *, name: str | None = None,
+                     layers: str | None = None, cone: str | None = None) -> "NeuronGraph":
+        """The graph of a front end's :class:`~loader.graph.entries.ModelEntries`."""
+        return cls(model.entries, name=name or model.name, layers=layers, cone=cone,
+                   source=model.source, format=model.format)
+
+    def same_model(self, **selection) -> "NeuronGraph":
+        """This model's graph again (entries shared), with another selection (``layers=``,
+        ``cone=``, or none: the whole graph)."""
+        return NeuronGraph(self.entries, name=self.name, source=self.source, format=self.format,
+                           **selection)
 
     # ------------------------------------------------------------------ lookups
     def entry(self, name: str) -> Entry:
@@ -132,7 +168,8 @@ class NeuronGraph:
                 op=None if op is None else op.op, inputs=e.inputs,
                 output_shape=list(e.output.shape),
                 neurons=0 if op is None else op.n_neurons, edges=self.full_edge_count(i),
-                offset=None if op is None else op.offset, params=params))
+                offset=None if op is None else op.offset,
+                channel_axis=None if op is None else op.channel_axis, params=params))
         return specs
 
     def plan(self) -> Plan:
@@ -150,10 +187,16 @@ class NeuronGraph:
         """Graph-level data of the contract: the model name and the ``layers`` list."""
         layers = []
         for s in self.layer_specs():
-            layers.append({"name": s.name, "index": s.index, "class_name": s.class_name,
-                           "kind": s.kind, "op": s.op, "output_shape": s.output_shape,
-                           "neurons": s.neurons, "edges": s.edges, "offset": s.offset})
-        return {"name": self.name, "selection": self.selection, "layers": layers}
+            layer = {"name": s.name, "index": s.index, "class_name": s.class_name,
+                     "kind": s.kind, "op": s.op, "output_shape": s.output_shape,
+                     "neurons": s.neurons, "edges": s.edges, "offset": s.offset}
+            if s.channel_axis == 0:  # channels-first (ONNX NCHW); absent means the last axis
+                layer["channel_axis"] = 0
+            layers.append(layer)
+        data = {"name": self.name, "selection": self.selection, "layers": layers}
+        if self.format is not None:
+            data["format"] = self.format
+        return data
 
     # ------------------------------------------------------------------ streams
     def iter_node_batches(self, batch_size: int = DEFAULT_BATCH) -> Iterator[NodeBatch]:

@@ -28,6 +28,8 @@ class LayerSpec(BaseModel):
     offset: int | None = Field(None, description="global id of the layer's first node "
                                                  "(neuron 0, or channel 0 in a channel plan)")
     channels: int | None = Field(None, description="channel nodes (channel plans)")
+    channel_axis: int | None = Field(None, description="the output axis holding the "
+                                     "channels: the last (Keras) or 0 (ONNX's NCHW)")
     params: dict = Field(default_factory=dict)
 
 

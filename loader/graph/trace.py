@@ -40,7 +40,7 @@ from .batches import EdgeBatch, NodeBatch
 from .coerce import as_graph
 from .forward import forward_pass
 from .neuron_graph import DEFAULT_BATCH, NeuronGraph
-from ..keras.inputs import InputFileError, fit_array
+from ..inputs import InputFileError, fit_array
 from .selection import parse_neuron
 
 __all__ = ["Trace", "TracedGraph", "trace", "neuron_id", "as_input"]
@@ -171,9 +171,9 @@ class Trace:
         if key in self._cache:
             return self._cache[key]
         op = e.op
-        chosen = self.chosen[i].reshape(-1, op.cout)
-        best = self.values[op.offset:op.offset + op.n_neurons].reshape(-1, op.cout)
-        in_ids = op.inputs[0].array().reshape(-1, op.cin)
+        chosen = op.by_channel(self.chosen[i])
+        best = op.by_channel(self.values[op.offset:op.offset + op.n_neurons])
+        in_ids = op.input_ids2d()
         in_values = np.where(in_ids >= 0, self.values[np.maximum(in_ids, 0)], np.nan)
         n_max = np.zeros(chosen.shape, dtype=np.int64)
         for out_pos, _, in_pos, _ in op.pairs.iter_chunks(1 << 20):
@@ -232,7 +232,7 @@ def trace(graph: NeuronGraph, x, *, target: str | None = None, method: str = "bl
     graph : NeuronGraph; its selection is what :meth:`Trace.subgraph` exports (values are
         computed for the whole model).
     x : array of the input's shape (with or without a batch axis of 1), or a dict input-layer
-        name -> array for several inputs. Use :func:`loader.keras.inputs.read_input` for
+        name -> array for several inputs. Use :func:`loader.inputs.read_input` for
         ``.npy`` and image files.
     target : ``"LAYER:INDEX"``: compute ``contribution`` (and ``gradient``) for this neuron.
     method : ``"blocks"`` (default) or ``"edges"`` (the same passes over enumerated edge
@@ -296,7 +296,7 @@ class TracedGraph(NeuronGraph):
 
     def __init__(self, t: Trace, active_only: bool = False):
         base = t.graph
-        super().__init__(base.keras_model, base.entries, name=base.name)
+        super().__init__(base.entries, name=base.name, source=base.source, format=base.format)
         self.trace, self.active_only = t, active_only
         self._full_edges = base._full_edges
         self.selection = base.selection
@@ -349,8 +349,8 @@ class TracedGraph(NeuronGraph):
         op = self.entries[i].op
         ids = op.inputs[0].array()
         act = np.where(ids >= 0, self.trace.active[np.maximum(ids, 0)], False)
-        a_in = act.reshape(-1, op.groups, op.cin_g).sum(axis=2)
-        a_out = self.edge_masks[i].reshape(-1, op.groups, op.cout_g).sum(axis=2)
+        a_in = op.in_view(act).reshape(-1, op.groups, op.cin_g).sum(axis=2)
+        a_out = op.by_channel(self.edge_masks[i]).reshape(-1, op.groups, op.cout_g).sum(axis=2)
         total = 0
         for out_pos, _, in_pos, _ in op.pairs.iter_chunks(1 << 16):
             total += int((a_in[in_pos] * a_out[out_pos]).sum())

@@ -8,12 +8,12 @@ call becomes (SeparableConv makes two: its depthwise stage is a layer of neurons
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..ops import activations
 from ..errors import UnsupportedLayerError
+from ..graph.entries import Entry, IdAllocator, check_no_parallel_edges
+from ..ops import activations
 from .model import Call
 from ..ops.base import InputOp, NeuronOp, Unsupported
 from ..ops.elementwise import ElementwiseOp
@@ -21,19 +21,6 @@ from ..ops.geometry import (AxisPairs, PairTable, average_axis, matrix_axis, pad
                            transposed_axis, whole_axis, window_axis)
 from ..ops.tensors import ZERO, TensorIds
 from ..ops.windowed import WindowedOp
-
-
-@dataclass
-class Entry:
-    """One layer of the graph: ``kind`` is input, neurons or alias."""
-
-    name: str
-    class_name: str
-    kind: str
-    output: TensorIds
-    op: NeuronOp | None = None
-    inputs: list[str] = field(default_factory=list)
-    params: dict = field(default_factory=dict)
 
 
 def _np(x):
@@ -71,13 +58,21 @@ def _channels_last(layer):
 
 
 def _activation(layer) -> str:
+    """Contract name of a layer's Keras activation function (Conv2D(activation=...))."""
     fn = getattr(layer, "activation", None)
     if fn is None:
         return "linear"
-    try:
-        return activations.name_of(fn)
-    except ValueError as exc:
-        raise Unsupported(f"unsupported activation {exc}") from None
+    import keras
+
+    name = keras.activations.serialize(fn)
+    if isinstance(name, dict):
+        name = name.get("config", name.get("class_name"))
+    name = {"swish": "silu", "hard_swish": "hard_silu"}.get(name, name)
+    if name == "leaky_relu":
+        return "leaky_relu:0.2"  # keras.activations.leaky_relu's default slope
+    if name not in activations.PLAIN:
+        raise Unsupported(f"unsupported activation {name!r}")
+    return name
 
 
 # ----------------------------------------------------------------------------- windowed
@@ -456,29 +451,8 @@ def build_cropping(call, xs, alloc):
 
 
 def _neurons(call, op: NeuronOp) -> Entry:
-    _check_no_parallel_edges(op)
+    check_no_parallel_edges(op)
     return Entry(call.name, call.class_name, "neurons", op.output, op)
-
-
-def _check_no_parallel_edges(op: NeuronOp):
-    """Refuse a layer that would read one neuron twice into the same neuron.
-
-    Only shape-only layers can make a tensor hold a neuron twice (concatenating a tensor with
-    itself); a graph has no parallel edges, so such a layer is refused rather than approximated.
-    """
-    if isinstance(op, ElementwiseOp):
-        if len(op.inputs) > 1:
-            ids = np.concatenate([np.unique(t.array()) for t in op.inputs])
-            ids = ids[ids >= 0]
-            if len(np.unique(ids)) != len(ids):
-                raise Unsupported("reads the same neuron through two inputs")
-        return
-    for t in op.inputs:
-        if not t.contiguous:
-            real = t.ids[t.ids >= 0]
-            if len(np.unique(real)) != len(real):
-                raise Unsupported("its input holds the same neuron at two positions "
-                                  "(a tensor concatenated with itself)")
 
 
 def _alias(call, t: TensorIds, params=None) -> Entry:
@@ -532,13 +506,7 @@ def build_entries(calls: list[Call]) -> list[Entry]:
     """
     entries: list[Entry] = []
     tensors: dict[int, tuple[TensorIds, str]] = {}
-    next_id = 0
-
-    def alloc(shape) -> int:
-        nonlocal next_id
-        start = next_id
-        next_id += math.prod(shape)
-        return start
+    alloc = IdAllocator()
 
     for call in calls:
         try:

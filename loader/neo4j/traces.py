@@ -132,7 +132,7 @@ def trace_loaded(driver: Database | neo4j.Driver | None, model: str, input_path,
     Parameters
     ----------
     model : the loaded model's name.
-    input_path : ``.npy`` or image file (see :func:`loader.keras.inputs.read_input`);
+    input_path : ``.npy`` or image file (see :func:`loader.inputs.read_input`);
         ``--preprocess auto`` uses the application family the model was loaded from.
     name : the trace's name (unique in the database).
     target : ``"LAYER:INDEX"``: read only its cone, and store contributions to it.
@@ -142,7 +142,7 @@ def trace_loaded(driver: Database | neo4j.Driver | None, model: str, input_path,
     --------
     >>> trace_loaded(None, "vgg16_demo", "cat.jpg", name="cat", target="block2_pool:1000")
     """
-    from ..keras.inputs import application_family, read_input
+    from ..inputs import application_family, read_input
 
     check_name(name)
     with using(driver, database) as db:

@@ -2,8 +2,11 @@
 
 Names follow ``keras.activations``; parameterised ones carry their parameters after colons:
 ``leaky_relu:<slope>``, ``elu:<alpha>``, ``relu:<max_value>:<negative_slope>:<threshold>``
-(Keras's ReLU layer in full generality; ``inf`` for no maximum). The numpy definitions follow
-Keras 3's formulas, so an executed graph reproduces Keras to float rounding.
+(Keras's ReLU layer in full generality; ``inf`` for no maximum), and from ONNX
+``clip:<min>:<max>``, ``hard_sigmoid:<alpha>:<beta>`` (``max(0, min(1, alpha * x + beta))``)
+and ``selu:<alpha>:<gamma>``. The numpy definitions follow Keras 3's formulas (and ONNX's
+operator definitions for the ONNX names), so an executed graph reproduces the framework to
+float rounding. Which framework function maps to which name is each front end's business.
 """
 
 from __future__ import annotations
@@ -33,19 +36,10 @@ def relu_name(max_value=None, negative_slope=0.0, threshold=0.0) -> str:
     return f"relu:{mv}:{fmt(negative_slope)}:{fmt(threshold)}"
 
 
-def name_of(fn) -> str:
-    """Contract name of a Keras activation function (as set on Conv2D(activation=...))."""
-    import keras
-
-    name = keras.activations.serialize(fn)
-    if isinstance(name, dict):
-        name = name.get("config", name.get("class_name"))
-    name = {"swish": "silu", "hard_swish": "hard_silu"}.get(name, name)
-    if name == "leaky_relu":
-        return "leaky_relu:0.2"  # keras.activations.leaky_relu's default slope
-    if name not in _SIMPLE and name != "softmax" and name != "log_softmax":
-        raise ValueError(f"activation {name!r}")
-    return name
+def num(x: float) -> str:
+    """A parameter in a name, short: ``0``, ``6``, ``0.2`` (repr, without a trailing ``.0``)."""
+    text = repr(float(x))
+    return text[:-2] if text.endswith(".0") else text
 
 
 def _relu_general(x, max_value, slope, threshold):
@@ -90,6 +84,10 @@ _SIMPLE = {
 }
 
 
+def _clip(x, lo, hi):
+    return np.minimum(np.maximum(x, lo), hi)
+
+
 def apply(name: str, x: np.ndarray) -> np.ndarray:
     """Apply a contract activation elementwise (softmax: over the last axis of ``x``)."""
     if name in _SIMPLE:
@@ -108,6 +106,13 @@ def apply(name: str, x: np.ndarray) -> np.ndarray:
     if head == "relu" and len(args) == 3:
         mv = None if args[0] == "inf" else float(args[0])
         return _relu_general(x, mv, float(args[1]), float(args[2]))
+    if head == "clip" and len(args) == 2:
+        return _clip(x, float(args[0]), float(args[1]))
+    if head == "hard_sigmoid" and len(args) == 2:
+        return _clip(float(args[0]) * x + float(args[1]), 0.0, 1.0)
+    if head == "selu" and len(args) == 2:
+        a, g = float(args[0]), float(args[1])
+        return g * np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
     raise WeightgraphError(f"unknown activation {name!r}")
 
 
@@ -167,6 +172,9 @@ _SLOPES = {
 #: Activations whose output mixes a whole layer (their derivative is a Jacobian, not a slope).
 JACOBIAN = frozenset({"softmax", "log_softmax"})
 
+#: The names without parameters.
+PLAIN = frozenset(_SIMPLE) | JACOBIAN
+
 
 def slope(name: str, x: np.ndarray) -> np.ndarray:
     """The derivative of an elementwise contract activation at pre-activation ``x``.
@@ -189,6 +197,15 @@ def slope(name: str, x: np.ndarray) -> np.ndarray:
     if head == "relu" and len(args) == 3:
         mv = None if args[0] == "inf" else float(args[0])
         return _relu_general_slope(x, mv, float(args[1]), float(args[2]))
+    if head == "clip" and len(args) == 2:  # the gradient passes strictly inside the bounds
+        return ((x > float(args[0])) & (x < float(args[1]))).astype(np.float64)
+    if head == "hard_sigmoid" and len(args) == 2:
+        a, b = float(args[0]), float(args[1])
+        y = a * x + b
+        return np.where((y > 0.0) & (y < 1.0), a, 0.0)
+    if head == "selu" and len(args) == 2:
+        a, g = float(args[0]), float(args[1])
+        return g * np.where(x > 0, 1.0, a * np.exp(np.minimum(x, 0)))
     raise WeightgraphError(f"unknown activation {name!r}")
 
 

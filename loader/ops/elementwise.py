@@ -16,7 +16,7 @@ from .tensors import TensorIds, broadcast_ids, broadcast_take
 class ElementwiseOp(NeuronOp):
     def __init__(self, *, inputs: list[TensorIds], weights: list, out_shape, offset: int,
                  op: str = "sum", bias=None, activation="linear", params: dict | None = None,
-                 parametric: bool = False):
+                 parametric: bool = False, channels_first: bool = False):
         """
         Parameters
         ----------
@@ -28,7 +28,8 @@ class ElementwiseOp(NeuronOp):
             its kind (Add's 1.0, Average's 1/n): the channel graph gives them as ``kernel``.
         """
         super().__init__(out_shape, offset, bias=bias,
-                         activation=activation if isinstance(activation, str) else "linear")
+                         activation=activation if isinstance(activation, str) else "linear",
+                         channels_first=channels_first)
         self.op = op
         self.inputs = list(inputs)
         self.weights = [np.asarray(w, dtype=np.float32) for w in weights]

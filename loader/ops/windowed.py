@@ -28,7 +28,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .base import Edges, NeuronOp, keep
+from .base import Edges, NeuronOp, by_channel, keep
 from .geometry import PairTable
 from .tensors import TensorIds
 
@@ -36,7 +36,8 @@ from .tensors import TensorIds
 class WindowedOp(NeuronOp):
     def __init__(self, *, inp: TensorIds, out_shape, offset: int, pairs: PairTable,
                  groups: int, kernel: np.ndarray | None, op: str = "sum", bias=None,
-                 activation: str = "linear", params: dict | None = None):
+                 activation: str = "linear", params: dict | None = None,
+                 channels_first: bool = False):
         """
         Parameters
         ----------
@@ -44,19 +45,31 @@ class WindowedOp(NeuronOp):
         out_shape : output shape, viewed as (output positions, cout).
         kernel : (taps, cin_g, cout) weights, or None for weight 1.0 (times the pair scale).
         groups : channel groups; pooling and depthwise use groups == cin.
+        channels_first : the input and the output hold their channels on the first axis
+            (ONNX's NCHW) instead of the last; positions are the other axes, C order.
         """
-        super().__init__(out_shape, offset, bias=bias, activation=activation)
+        super().__init__(out_shape, offset, bias=bias, activation=activation,
+                         channels_first=channels_first)
         self.op = op
         self.inputs = [inp]
         self.pairs = pairs
-        self.cin = int(inp.shape[-1]) if len(inp.shape) else 1
-        self.cout = int(self.out_shape[-1]) if self.out_shape else 1
+        self.cin = int(inp.shape[0 if self.channels_first else -1]) if len(inp.shape) else 1
+        self.cout = self.n_channels
         self.groups = int(groups)
         if self.cin % self.groups or self.cout % self.groups:
             raise ValueError("channels must divide into groups")
         self.cin_g, self.cout_g = self.cin // self.groups, self.cout // self.groups
         self.params = params or {}
-        self._ids2d = None if inp.contiguous else inp.ids.reshape(-1, self.cin)
+        # Ids in the (position, channel) views: an output neuron is offset + pos * out_step[0]
+        # + chan * out_step[1]; an input value is the same affine map of its (pos, chan) when
+        # the input's id map is one (a layer's own output in either layout, or a transpose
+        # of one: ONNX exports of Keras models transpose NHWC to NCHW), else an explicit
+        # (positions, cin) id array.
+        n_out_pos = self.n_neurons // max(1, self.cout)
+        self.out_step = (1, n_out_pos) if self.channels_first else (self.cout, 1)
+        self.in_affine = _affine_ids(inp, self.cin, self.channels_first)
+        self._ids2d = (None if self.in_affine is not None else
+                       np.ascontiguousarray(self.in_view(inp.array())))
         # Padding zeros are never sources. Where they fill whole positions in a product of
         # per-axis ranges (ZeroPadding), the pairs that read them are dropped here, so no edge
         # has to be filtered out afterwards (that filter cost ResNet50's conv1 half its time).
@@ -87,6 +100,30 @@ class WindowedOp(NeuronOp):
     def per_pair(self) -> int:
         return self.groups * self.cin_g * self.cout_g
 
+    # ------------------------------------------------------------------ layout
+    def in_view(self, arr: np.ndarray) -> np.ndarray:
+        """A flat array over the input tensor viewed as (input positions, cin)."""
+        return by_channel(arr, self.cin, self.channels_first)
+
+    def out_flat(self, arr2d: np.ndarray) -> np.ndarray:
+        """(output positions, cout) -> the flat per-neuron array in id order."""
+        return (arr2d.T if self.channels_first else arr2d).reshape(-1)
+
+    def input_ids(self, pos: np.ndarray, chan: np.ndarray) -> np.ndarray:
+        """Ids of the input values at (position, channel) (broadcast; -1: a padding zero)."""
+        if self.in_affine is None:
+            return self._ids2d[pos, chan]
+        off, ps, cs = self.in_affine
+        return off + pos * ps + chan * cs
+
+    def input_ids2d(self) -> np.ndarray:
+        """The whole (input positions, cin) id map."""
+        if self._ids2d is not None:
+            return self._ids2d
+        n_pos = self.inputs[0].size // max(1, self.cin)
+        return self.input_ids(np.arange(n_pos, dtype=np.int64)[:, None],
+                              np.arange(self.cin, dtype=np.int64)[None, :])
+
     def describe(self) -> dict:
         return dict(self.params)
 
@@ -112,8 +149,9 @@ class WindowedOp(NeuronOp):
         """
         unlimited = np.iinfo(np.int32).max
         g, cin_g, cout_g = self.groups, self.cin_g, self.cout_g
-        d = np.where(expand, depth, unlimited).reshape(-1, g, cout_g).min(axis=2)
-        n_expanded = expand.reshape(-1, g, cout_g).sum(axis=2)
+        d = self.by_channel(np.where(expand, depth, unlimited)).reshape(-1, g, cout_g).min(
+            axis=2)
+        n_expanded = self.by_channel(expand).reshape(-1, g, cout_g).sum(axis=2)
         wanted_pos = n_expanded.any(axis=1)
         if self._ids2d is None:
             real = np.full((1, g), cin_g)
@@ -131,8 +169,7 @@ class WindowedOp(NeuronOp):
             edges += int((n_expanded[o] * counts).sum())
         pos, grp = np.nonzero(src_depth < unlimited)
         chans = grp[:, None] * cin_g + np.arange(cin_g)[None, :]
-        flat = (pos[:, None] * self.cin + chans).reshape(-1)
-        ids = self.inputs[0].take(flat)
+        ids = self.input_ids(pos[:, None], chans).reshape(-1)
         dep = np.repeat(src_depth[pos, grp] + 1, cin_g)
         real_ids = ids >= 0
         return ids[real_ids], dep[real_ids].astype(np.int32), edges
@@ -172,7 +209,7 @@ class WindowedOp(NeuronOp):
                    reuse_buffers: bool = False) -> Iterator[Edges]:
         needed_pos = None
         if needed is not None:
-            rows = needed.reshape(-1, self.cout)
+            rows = self.by_channel(needed)
             needed_pos = rows.any(axis=1)
             if np.array_equal(needed_pos, rows.all(axis=1)):
                 # Positions are needed whole or not at all (as cones need them): dropping
@@ -255,7 +292,6 @@ class WindowedOp(NeuronOp):
         n_pos, tile = self._tiling(out, tile_edges)
         combos = self.per_pair
         kernel = None if self.kernel is None else self.kernel.reshape(len(self.kernel), combos)
-        cout, cin = self.cout, self.cin
         buffers = None
         for t in tiles if tiles is not None else range(-(-n_pos // tile)):
             p0 = t * tile
@@ -269,7 +305,7 @@ class WindowedOp(NeuronOp):
             bounds = np.flatnonzero(np.diff(t_tap)) + 1
             for a, b in zip(np.r_[0, bounds], np.r_[bounds, len(t_tap)]):
                 a, b = int(a), int(b)
-                dst_base = self.offset + t_out[a:b] * cout
+                dst_base = self.offset + t_out[a:b] * self.out_step[0]
                 n = b - a
                 k_max = max(1, batch_size // n)
                 for q0 in range(0, combos, k_max):
@@ -287,12 +323,9 @@ class WindowedOp(NeuronOp):
                     else:
                         src, dst, w = (np.empty(shape, np.int64), np.empty(shape, np.int64),
                                        np.empty(shape, np.float32))
-                    np.add(dst_base[None, :], (grp * self.cout_g + o)[:, None], out=dst)
-                    if self._ids2d is None:
-                        src_base = self.inputs[0].offset + t_inp[a:b] * cin
-                        np.add(src_base[None, :], src_chan[:, None], out=src)
-                    else:
-                        src[...] = self._ids2d[t_inp[a:b][None, :], src_chan[:, None]]
+                    np.add(dst_base[None, :], ((grp * self.cout_g + o) * self.out_step[1])[:, None],
+                           out=dst)
+                    src[...] = self.input_ids(t_inp[a:b][None, :], src_chan[:, None])
                     if kernel is not None:
                         w[...] = kernel[int(t_tap[a]), q0:q0 + len(q)][:, None]
                         if t_scale is not None:
@@ -333,7 +366,7 @@ class WindowedOp(NeuronOp):
         if self._zero_inputs_max is None:
             zero = np.zeros(self.n_neurons, dtype=bool)
             if self._ids2d is not None and (self._ids2d < 0).any():
-                zero2d = zero.reshape(-1, self.cout)
+                zero2d = self.by_channel(zero)
                 is_zero = self._ids2d < 0
                 for out_pos, _, in_pos, _ in self.pairs.iter_chunks(1 << 18):
                     hit = is_zero[in_pos]
@@ -384,9 +417,12 @@ class _BlockBuffers:
         self.ci_step = ci_step
         # src[j, g, c, o] - src of the pair = g * cin_g + c; dst[j, g, c, o] - dst of it = g *
         # cout_g + o.
-        self.in_chan = (np.arange(g, dtype=np.int64)[:, None] * op.cin_g +
-                        np.arange(ci_step, dtype=np.int64)[None, :]).reshape(1, g, ci_step, 1)
-        self.out_chan = np.arange(op.cout, dtype=np.int64).reshape(1, g, 1, cog)
+        # In id units: a channel step is in_affine's / out_step's channel stride.
+        in_cs = op.in_affine[2] if op.in_affine is not None else 1
+        self.in_chan = in_cs * (np.arange(g, dtype=np.int64)[:, None] * op.cin_g +
+                                np.arange(ci_step, dtype=np.int64)[None, :]).reshape(
+                                    1, g, ci_step, 1)
+        self.out_chan = op.out_step[1] * np.arange(op.cout, dtype=np.int64).reshape(1, g, 1, cog)
         self.run = None
 
     def start_run(self, run):
@@ -396,14 +432,15 @@ class _BlockBuffers:
 
     def _write_dst(self, out):
         op = self.op
-        base = (op.offset + out * op.cout)[:, None, None, None]
+        base = (op.offset + out * op.out_step[0])[:, None, None, None]
         np.add(base, self.out_chan, out=self.dst4[:len(out)])
 
     def _write_src(self, inp, c0, cn):
         """src of pairs reading input positions ``inp``, input channels c0 .. c0 + cn - 1."""
         op, m = self.op, len(inp)
-        if op._ids2d is None:
-            base = (op.inputs[0].offset + inp * op.cin + c0)[:, None, None, None]
+        if op.in_affine is not None:
+            off, ps, cs = op.in_affine
+            base = (off + inp * ps + c0 * cs)[:, None, None, None]
             np.add(base, self.in_chan, out=self.src4[:m])
         else:
             ids = op._ids2d[inp].reshape(m, op.groups, op.cin_g)[:, :, c0:c0 + cn, None]
@@ -433,16 +470,17 @@ class _BlockBuffers:
         """Block ``b`` of the run, for input channels c0 .. c0 + cn - 1."""
         op, run = self.op, self.run
         m = len(run)
-        contiguous = op._ids2d is None
+        contiguous = op.in_affine is not None
         if self.at is None:
             self._write_dst(run.out + o_sh)
             if contiguous:
                 self._write_src(run.inp + i_sh, c0, cn)
         else:
             at_o, at_i, at_c = self.at
-            _add_in_place(self.dst4[:m], (o_sh - at_o) * op.cout)
+            _add_in_place(self.dst4[:m], (o_sh - at_o) * op.out_step[0])
             if contiguous:
-                _add_in_place(self.src4[:m], (i_sh - at_i) * op.cin + (c0 - at_c))
+                _, ps, cs = op.in_affine
+                _add_in_place(self.src4[:m], (i_sh - at_i) * ps + (c0 - at_c) * cs)
         if not contiguous:  # an explicit id map (Concatenate, ZeroPadding): gather each block
             self._write_src(run.inp[:size] + i_sh, c0, cn)
         self.at = (o_sh, i_sh, c0)
@@ -467,3 +505,24 @@ class _BlockBuffers:
                 self._write_weights(tap[sl], None if scale is None else scale[sl], c0, cn)
                 n = len(out[sl]) * op.groups * cn * op.cout_g
                 yield self._views(n, reuse)
+
+
+def _affine_ids(t: TensorIds, cin: int, channels_first: bool):
+    """(offset, position step, channel step) when the tensor's ids in the (position, channel)
+    view are ``offset + pos * ps + chan * cs`` (no padding zero, no repeat), else None."""
+    if not len(t.shape):
+        return None
+    n_pos = t.size // max(1, cin)
+    if t.contiguous:
+        return (t.offset, 1, n_pos) if channels_first else (t.offset, cin, 1)
+    ids = by_channel(t.ids, cin, channels_first)
+    if not ids.size:
+        return None
+    off = int(ids[0, 0])
+    ps = int(ids[1, 0]) - off if n_pos > 1 else 0
+    cs = int(ids[0, 1]) - off if cin > 1 else 0
+    if off < 0 or (n_pos > 1 and ps == 0) or (cin > 1 and cs == 0):
+        return None
+    expect = off + np.arange(n_pos, dtype=np.int64)[:, None] * ps + \
+        np.arange(cin, dtype=np.int64)[None, :] * cs
+    return (off, ps, cs) if np.array_equal(ids, expect) else None
