@@ -173,7 +173,7 @@ def _opened(source, driver, database, allow_incomplete=False, who="analyze"
 
 # A str is a model loaded in Neo4j here, so a model file comes as a Path.
 _TAKES = ("the name of a model loaded in Neo4j (str), a NeuronGraph, a model file "
-          "(pathlib.Path) or a Keras model")
+          "(pathlib.Path), a Keras model or an ONNX ModelProto")
 
 
 def _neuron(spec: str, layers: list[dict]) -> tuple[str, int]:

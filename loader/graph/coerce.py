@@ -8,8 +8,9 @@ calls :func:`as_graph`, which turns those into a :class:`NeuronGraph` through
 points learn too) and refuses anything else with a one-line ``TypeError`` naming what it got
 and what it takes, instead of an ``AttributeError`` from deep inside.
 
-Keras is never imported here (``graph/`` imports no framework): a Keras model can only exist
-once ``keras`` is imported, so ``sys.modules`` tells whether to look for one.
+No framework is imported here (``graph/`` imports no framework): a Keras model (an ONNX
+``ModelProto``) can only exist once ``keras`` (``onnx``) is imported, so ``sys.modules`` tells
+whether to look for one.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from .channels import ChannelGraph
 from .neuron_graph import NeuronGraph
 
 #: What the entry points take, as their TypeError says it.
-TAKES = ("a NeuronGraph or ChannelGraph, a model file path, a keras.applications name "
-         "or a Keras model")
+TAKES = ("a NeuronGraph or ChannelGraph, a model file path (.keras, .h5, .onnx), a "
+         "keras.applications name, a Keras model or an ONNX ModelProto")
 
 
 def as_graph(obj, who: str, *, channel: bool = True,
@@ -38,7 +39,7 @@ def as_graph(obj, who: str, *, channel: bool = True,
         ``iter_node_batches``, ``iter_edge_batches``), or what
         :meth:`NeuronGraph.from_model` reads with its defaults: a model file, a
         ``keras.applications`` name (``"vgg16"``: ImageNet weights, as ``from_model``), a
-        Keras model.
+        Keras model, an ONNX ``ModelProto``.
     who : str
         The entry point's name, for the error (``"load"``).
     channel : bool
@@ -68,7 +69,7 @@ def as_graph(obj, who: str, *, channel: bool = True,
         if not channel and getattr(obj, "granularity", "neuron") == "channel":
             raise TypeError(f"{who}() takes {takes}, not {_kind(obj)}")
         return obj
-    if isinstance(obj, (str, Path)) or _is_keras_model(obj):
+    if isinstance(obj, (str, Path)) or _is_keras_model(obj) or _is_onnx_model(obj):
         return NeuronGraph.from_model(obj)
     if isinstance(obj, os.PathLike):
         return NeuronGraph.from_model(Path(obj))
@@ -86,6 +87,11 @@ def _streams(obj) -> bool:
 def _is_keras_model(obj) -> bool:
     keras = sys.modules.get("keras")
     return keras is not None and isinstance(obj, keras.Model)
+
+
+def _is_onnx_model(obj) -> bool:
+    onnx = sys.modules.get("onnx")
+    return onnx is not None and isinstance(obj, onnx.ModelProto)
 
 
 def _kind(obj) -> str:
