@@ -452,6 +452,16 @@ class TraceSet:
         c = self._choices(name)
         return self.id_of(c.src), self.id_of(c.lo + c.dst_local), c.counts / self.n
 
+    def choice_table(self, name: str) -> np.ndarray:
+        """``chosen_rate`` of a max/min layer as (neurons, window positions): row = the
+        neuron's position in the layer (flat, C order), column = the window position (as
+        :meth:`window_rates` counts it, flat); 0 where the window has no entry there (its
+        part outside the input)."""
+        c = self._choices(name)
+        table = np.zeros((c.n, int(np.prod(c.window_shape))))
+        table[c.dst_local, c.position] = c.counts / self.n
+        return table
+
     def _choices(self, name: str) -> _Choices:
         st = self._step(name)
         if st.index not in self.choices:
