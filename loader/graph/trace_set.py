@@ -452,14 +452,20 @@ class TraceSet:
         c = self._choices(name)
         return self.id_of(c.src), self.id_of(c.lo + c.dst_local), c.counts / self.n
 
-    def choice_table(self, name: str) -> np.ndarray:
-        """``chosen_rate`` of a max/min layer as (neurons, window positions): row = the
-        neuron's position in the layer (flat, C order), column = the window position (as
-        :meth:`window_rates` counts it, flat); 0 where the window has no entry there (its
-        part outside the input)."""
+    def choice_entries(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(neuron, position, chosen_rate)`` of every edge into a max/min layer: the
+        neuron's position in the layer (flat, C order) and the entry's window position (as
+        :meth:`window_rates` counts it, flat)."""
         c = self._choices(name)
+        return c.dst_local, c.position.astype(np.int64), c.counts / self.n
+
+    def choice_table(self, name: str) -> np.ndarray:
+        """``chosen_rate`` of a max/min layer as (neurons, window positions) (see
+        :meth:`choice_entries`); 0 where the window has no entry (its part in padding)."""
+        c = self._choices(name)
+        neuron, position, rate = self.choice_entries(name)
         table = np.zeros((c.n, int(np.prod(c.window_shape))))
-        table[c.dst_local, c.position] = c.counts / self.n
+        table[neuron, position] = rate
         return table
 
     def _choices(self, name: str) -> _Choices:

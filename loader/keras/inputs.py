@@ -124,7 +124,8 @@ def read_input(path, shape, *, mode: str = "auto", family: str | None = None) ->
     color = {1: "grayscale", 3: "rgb", 4: "rgba"}[shape[-1]]
     try:
         img = load_img(path, color_mode=color, target_size=shape[:2], interpolation="bilinear")
+        # Pillow decodes lazily: a file cut after its header fails here, not in load_img.
+        a = img_to_array(img, dtype="float32").astype(np.float64)
     except Exception as exc:  # PIL.UnidentifiedImageError, OSError, ...
         raise InputFileError(f"{path} is not a readable image ({one_line(exc)})") from None
-    a = img_to_array(img, dtype="float32").astype(np.float64)
     return preprocess(a, mode, family)
