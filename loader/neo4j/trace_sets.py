@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import neo4j
 import numpy as np
 
-from ..errors import SelectionError, WeightgraphError
+from ..errors import WeightgraphError
 from ..graph.batches import EdgeBatch, NodeBatch
 from ..graph.trace_set import (EDGE_ATTRIBUTES, NODE_ATTRIBUTES, TraceSet, effective_keep,
                                trace_set_arrays)
