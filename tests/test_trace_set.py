@@ -186,7 +186,6 @@ def check_against_tensorflow(model, x, *, target="predicted", batch_size=4):
         means = mean_outputs(m64, x)
     for name, want in means.items():
         _close(ts.layer(name, "mean_value"), want, f"mean value of {name}", tol)
-    last = [c.name for c in layer_calls(model)][-1]
     if target == "predicted":
         want, picked = mean_contributions(m64, x, "predicted")
         targets = [f"{ts.predicted_layer}:{int(p)}" for p in picked]

@@ -15,6 +15,13 @@ window, the order TensorFlow's max-pooling gradient scans), remembered as the ne
 :class:`EdgePass` does the same from the enumerated ``(src, dst, weight)`` edges, one batch at a
 time (slow, and the reference the block passes are tested against).
 
+Every pass also runs a batch of inputs (``forward_many`` / ``backward_many``, for
+:mod:`loader.graph.trace_set`): the arrays gain a last axis of B inputs and a layer's tensor
+becomes (positions, B * channels), so one gather per tap moves all B inputs; a convolution's
+taps are then laid side by side (im2col, in bounded blocks of rows) for one GEMM per block with
+K = taps x channels, accumulated in place by BLAS. The single-input methods are separate and
+unchanged.
+
 Arrays: ``values`` and ``grad`` are float64 over all neuron ids plus one last slot that stands
 for the constant zero of padding (id ``-1`` indexes it), so a padded id map needs no masking
 in sums; the slot's gradient is ignored.
