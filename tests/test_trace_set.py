@@ -117,12 +117,14 @@ def test_digits_mean_contributions_match_gradient_tape(digits, target):
         _close(ts.mean_abs_contribution, total / len(x), "mean |contribution|")
 
 
-def test_batch_size_and_the_edge_pass_change_nothing(digits):
+def test_batch_size_workers_and_the_edge_pass_change_nothing(digits):
     _, g, x, ts = digits
-    other = trace_set(g, x[:45], target="predicted", batch_size=7)
+    other = trace_set(g, x[:45], target="predicted", batch_size=7, workers=1)
+    threads = trace_set(g, x[:45], target="predicted", batch_size=11, workers=3)
     edges = trace_set(g, x[:45], target="predicted", batch_size=45, method="edges")
     blocks = trace_set(g, x[:45], target="predicted", batch_size=45)
-    for a in (other, edges):
+    np.testing.assert_array_equal(threads.predicted, blocks.predicted)
+    for a in (other, threads, edges):
         for what in ("mean_value", "mean_contribution", "mean_abs_contribution"):
             _close(a.array(what), blocks.array(what), what, 1e-12)
         np.testing.assert_array_equal(a.active_rate, blocks.active_rate)

@@ -288,6 +288,12 @@ class WindowedPass:
         np.copyto(out.reshape(a.shape[0], a.shape[2], a.shape[1]), a.transpose(0, 2, 1))
         return out
 
+    def prepare_many(self) -> None:
+        """Build the batched passes' tables now (the tap maps, the stacked kernels), before
+        batches run in threads."""
+        if self._tap_maps() is not None:
+            self._stacked_kernels()
+
     def _stacked_kernels(self):
         """The taps' float64 slabs stacked for one GEMM over all taps: ``(taps * cin, cout)``
         (forward) and ``(taps * cout, cin)`` (backward, each slab transposed), in the order
@@ -321,11 +327,8 @@ class WindowedPass:
                 cols[:, :, k, :] = pad3[m[a:z]]
                 if scale is not None:
                     cols[:, :, k, :] *= scale[a:z, None, None]
-            block = out[a * b:z * b]
-            r = blas.dgemm(1.0, stacked.T, cols.reshape((z - a) * b, -1).T, 0.0, block.T,
-                           overwrite_c=1)
-            if not np.shares_memory(r, block):
-                block[...] = r.T
+            # numpy's matmul (BLAS dgemm) releases the GIL: batches may run in threads.
+            np.matmul(cols.reshape((z - a) * b, -1), stacked, out=out[a * b:z * b])
 
     def _gemm_add(self, acc: np.ndarray, y: np.ndarray, t: int, transpose: bool,
                   work: dict) -> None:
