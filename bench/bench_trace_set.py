@@ -115,7 +115,7 @@ def run(g, x, predicted_layer, *, goal: float, baseline_runs: int, batch_size, l
     c0, t0 = cpu(), time.perf_counter()
     ts = trace_set(g, x, target="predicted", batch_size=batch_size)
     ours, ours_cpu = time.perf_counter() - t0, cpu() - c0
-    print(f"ours: trace_set, {len(x)} inputs in {ours:.1f} s ({ours / len(x):.2f} s per "
+    print(f"ours: trace_set, {len(x)} inputs in {ours:.2f} s ({ours / len(x):.3f} s per "
           f"input, batches of {ts.batch_size}, {ours_cpu:.1f} CPU-s; {load()})", flush=True)
     targets = [f"{predicted_layer}:{int(p)}" for p in ts.predicted]
     assert all(0 <= int(p) < out_size for p in ts.predicted)
@@ -126,7 +126,7 @@ def run(g, x, predicted_layer, *, goal: float, baseline_runs: int, batch_size, l
     per = base / n
     total = per * len(x)
     how = "measured" if n == len(x) else f"{n} measured runs x {len(x) / n:.2f}"
-    print(f"baseline: {n} single-input traces in {base:.1f} s ({per:.2f} s per input, "
+    print(f"baseline: {n} single-input traces in {base:.2f} s ({per:.3f} s per input, "
           f"{base_cpu:.1f} CPU-s); for {len(x)} inputs {total:.1f} s ({how}); {load()}")
     check = ts if n == len(x) else trace_set(g, x[:n], target="predicted",
                                              batch_size=batch_size)

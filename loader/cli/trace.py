@@ -72,6 +72,9 @@ def trace_group():
               help="with --effective: the chosen_rate a pooling edge must exceed to stay")
 @click.option("--batch-size", type=click.IntRange(min=1),
               help="with --inputs: inputs per pass (default: what fits 2 GiB of arrays)")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="with --inputs: threads running parts of each batch (default: the cores, "
+                   "at most 4)")
 @click.option("--format", "fmt", type=click.Choice(["graphml", "parquet"]),
               help="with --aggregate: parquet writes a dataset directory (-o DIR) with the "
                    "attributes as extra columns; default from the -o name")
@@ -101,9 +104,9 @@ def trace_group():
 @click.option("--name", "trace_name", help="Neo4j: the trace's name")
 @click.option("--replace", is_flag=True, help="Neo4j: replace a trace of that name")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def run(model, input_path, inputs_path, aggregate, effective, min_rate, batch_size, fmt,
-        preprocess, target, weights, input_shape, no_top, layer_range, cone, active_only, output,
-        loaded, trace_name, replace, quiet):
+def run(model, input_path, inputs_path, aggregate, effective, min_rate, batch_size, workers,
+        fmt, preprocess, target, weights, input_shape, no_top, layer_range, cone, active_only,
+        output, loaded, trace_name, replace, quiet):
     """Trace one input (--input) or aggregate a set of inputs (--inputs SET --aggregate)
     through MODEL (a file or a keras.applications name) or through a model loaded in Neo4j
     (--model NAME). With --target LAYER:INDEX and no --layers/--cone, the output holds the
@@ -127,7 +130,7 @@ def run(model, input_path, inputs_path, aggregate, effective, min_rate, batch_si
         raise click.UsageError("give either --input FILE (one input) or --inputs SET "
                                "--aggregate (a set of inputs)")
     if inputs_path is not None or aggregate or effective:
-        _run_set(model, inputs_path, aggregate, effective, min_rate, batch_size, fmt,
+        _run_set(model, inputs_path, aggregate, effective, min_rate, batch_size, workers, fmt,
                  preprocess, target, weights, input_shape, no_top, layer_range, cone,
                  active_only, output, loaded, trace_name, replace, quiet)
         return
@@ -241,9 +244,9 @@ def _run_neo4j(loaded, input_path, preprocess, target, trace_name, replace, laye
 
 
 # ---------------------------------------------------------------------------- sets
-def _run_set(model, inputs_path, aggregate, effective, min_rate, batch_size, fmt, preprocess,
-             target, weights, input_shape, no_top, layer_range, cone, active_only, output,
-             loaded, trace_name, replace, quiet):
+def _run_set(model, inputs_path, aggregate, effective, min_rate, batch_size, workers, fmt,
+             preprocess, target, weights, input_shape, no_top, layer_range, cone, active_only,
+             output, loaded, trace_name, replace, quiet):
     """``trace --inputs SET --aggregate``: the aggregated trace of a set, to a file or Neo4j."""
     if inputs_path is None:
         raise click.UsageError("--aggregate and --effective go with --inputs SET")
@@ -256,7 +259,7 @@ def _run_set(model, inputs_path, aggregate, effective, min_rate, batch_size, fmt
         raise click.UsageError("--min-rate is a rate in [0, 1)")
     if loaded is not None:
         _run_set_neo4j(loaded, inputs_path, preprocess, target, trace_name, replace,
-                       batch_size, layer_range, cone, effective, output, quiet)
+                       batch_size, workers, layer_range, cone, effective, output, quiet)
         return
     if trace_name or replace:
         raise click.UsageError("--name and --replace are for traces stored in Neo4j (--model)")
@@ -278,8 +281,8 @@ def _run_set(model, inputs_path, aggregate, effective, min_rate, batch_size, fmt
     used = preprocess if preprocess != "auto" else (
         f"auto ({family.rsplit('.', 1)[-1]})" if family and inputs.kind == "directory"
         else "none")
-    ts = trace_set(g, inputs, target=target, batch_size=batch_size, progress=not quiet,
-                   preprocess=used, info={"model": model})
+    ts = trace_set(g, inputs, target=target, batch_size=batch_size, workers=workers,
+                   progress=not quiet, preprocess=used, info={"model": model})
     for line in set_summary_lines(ts, min_rate if effective else None):
         click.echo(line)
     if output:
@@ -355,7 +358,7 @@ def set_summary_lines(ts, min_rate: float | None = None) -> list[str]:
 
 
 def _run_set_neo4j(loaded, inputs_path, preprocess, target, trace_name, replace, batch_size,
-                   layer_range, cone, effective, output, quiet):
+                   workers, layer_range, cone, effective, output, quiet):
     from ..neo4j.trace_sets import trace_set_loaded
 
     if not trace_name:
@@ -365,7 +368,7 @@ def _run_set_neo4j(loaded, inputs_path, preprocess, target, trace_name, replace,
                                "--trace NAME [--effective]` (--layers/--cone/-o)")
     result = trace_set_loaded(None, loaded, inputs_path, name=trace_name, target=target,
                               preprocess=preprocess, replace=replace, batch_size=batch_size,
-                              progress=not quiet)
+                              workers=workers, progress=not quiet)
     for line in result.lines():
         click.echo(line)
     for line in set_summary_lines(result.trace_set)[1:]:

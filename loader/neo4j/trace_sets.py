@@ -81,8 +81,8 @@ class StoredTraceSetResult:
 def trace_set_loaded(driver: Database | neo4j.Driver | None, model: str, inputs, *,
                      name: str, target: str | None = None, preprocess: str = "auto",
                      replace: bool = False, batch_size: int | None = None,
-                     progress: bool = False, database: str | None = None
-                     ) -> StoredTraceSetResult:
+                     workers: int | None = None, progress: bool = False,
+                     database: str | None = None) -> StoredTraceSetResult:
     """Aggregate a set of inputs over a model loaded in Neo4j and store it as ``name``.
 
     Parameters
@@ -136,7 +136,8 @@ def trace_set_loaded(driver: Database | neo4j.Driver | None, model: str, inputs,
             nodes, edges, n_edges = _collect(_prefetch(iter_pull(plan, driver=db)))
         t1 = time.perf_counter()
         ts = trace_set_arrays(layers, nodes, edges, {in_layers[0]["name"]: input_set},
-                              target=target, batch_size=batch_size, progress=progress,
+                              target=target, batch_size=batch_size, workers=workers,
+                              progress=progress,
                               info={"preprocess": preprocess, "model": model})
         t2 = time.perf_counter()
         if existing is not None:
