@@ -28,7 +28,17 @@ for VGG16, from a second aggregated run over exactly those). The load average is
 before and after: the machine is shared, and a loaded run is slower on both sides.
 
 Run: ``.venv/bin/python bench/bench_trace_set.py --case digits`` (about 10 s) and
-``--case vgg16 [--baseline-runs N] [--batch-size B]`` (about 10 minutes and 6 GiB).
+``--case vgg16 [--baseline-runs N] [--batch-size B]`` (about 10 minutes and 7.5 GiB).
+
+Measured on the project's shared 2-core VM (2026-12-03):
+
+* digits: 0.13 s for the 360 digits (0.1 CPU-s) against 0.40 s for 360 single traces (x3.2),
+  load 2.0.
+* VGG16 @224: 152.5 s for 32 inputs (4.8 s per input, 140.3 CPU-s, batches of 5 in two
+  threads; load 2.9-3.7) against 201.8 s for 32 single traces (6.3 s per input, 249.0 CPU-s;
+  load 3.7 falling to 2.3): x1.32 wall, x1.77 CPU. Before the threads (BLAS's own two
+  threads): 181.6 s, 168.9 CPU-s against 281.7 s, 260.8 CPU-s (load 3.7-4.8). At load 6-9,
+  before the im2col GEMMs: 301.1 s.
 """
 
 from __future__ import annotations
