@@ -20,7 +20,10 @@ It picks the best network it can have without asking (:func:`choose_network`):
 Then, whatever the network: plan, trace the input through the whole graph (values, pooling
 choices, active neurons, each neuron's contribution to the predicted class), load into Neo4j,
 verify, store the trace, named queries, GraphML (the loaded graph and the active subgraph, both
-pulled back from Neo4j) and the analysis report with the contribution map over the input.
+pulled back from Neo4j) and the analysis report with the contribution map over the input. For
+the digits CNN also the held-out set (360 digits) aggregated (:func:`held_out_set`): the
+pooling edges never chosen, the neurons never firing, and the effective graph, executed on
+the 360 digits, checked to give Keras's 360 predictions.
 
 >>> model, split = digits_model(seed=0)       # the trained digits CNN, also a test fixture
 >>> split.accuracy                            # held-out accuracy
@@ -46,7 +49,7 @@ from .inputs import InputFileError, read_input
 
 __all__ = ["digits_model", "trained_digits", "DigitsSplit", "choose_network", "Network",
            "find_imagenet_weights", "photograph", "imagenet_input", "top_classes", "run_demo",
-           "WEIGHT_CHOICES"]
+           "held_out_set", "WEIGHT_CHOICES"]
 
 WEIGHT_CHOICES = ("auto", "imagenet", "trained", "none")
 
@@ -410,12 +413,12 @@ def run_demo(out_dir: str | Path = "out", *, weights: str = "auto", image=None,
         Image.fromarray(net.shown[..., 0] if net.shown.shape[-1] == 1 else net.shown) \
             .save(shown_path)
 
-        echo(f"1/7 plan: {net.model.name}")
+        echo(f"1/8 plan: {net.model.name}")
         whole = NeuronGraph.from_model(net.model, name=net.name)
         plan = whole.plan()
         echo(f"    {plan.neurons:,} neurons, {plan.edges:,} edges")
 
-        echo(f"2/7 trace the input through the whole graph, target {net.target} "
+        echo(f"2/8 trace the input through the whole graph, target {net.target} "
              "(the predicted class)")
         t = trace(whole, net.x, target=net.target, info={"input": str(shown_path)})
         echo(f"    forward {t.seconds['forward']:.1f} s, backward {t.seconds['backward']:.1f} s;"
@@ -437,7 +440,7 @@ def run_demo(out_dir: str | Path = "out", *, weights: str = "auto", image=None,
             why = (f"the cone of {neuron}, the {net.cone_layer} neuron contributing most "
                    f"({c[index]:.3g}) to {net.target} (the whole model is too big to load here)")
         p = g.plan()
-        echo(f"3/7 load into Neo4j: {why}: {p.selected_neurons:,} neurons, "
+        echo(f"3/8 load into Neo4j: {why}: {p.selected_neurons:,} neurons, "
              f"{p.selected_edges:,} edges")
         summary = load(g, net.name, driver=db, replace=True, progress=progress)
         echo("    " + summary.line())
@@ -447,13 +450,20 @@ def run_demo(out_dir: str | Path = "out", *, weights: str = "auto", image=None,
             raise WeightgraphError(f"model {net.name!r} does not match its plan after loading")
 
         trace_name = f"{net.name}_input"
-        echo(f"4/7 the trace, computed from Neo4j and stored as {trace_name!r} (target {neuron})")
+        echo(f"4/8 the trace, computed from Neo4j and stored as {trace_name!r} (target {neuron})")
         stored = trace_loaded(db, net.name, shown_path, name=trace_name, target=neuron,
                               x=net.x, replace=True)
         for line in stored.lines():
             echo("    " + line)
 
-        echo("5/7 named queries (queries/*.cypher)")
+        held_out = None
+        if net.kind == "trained":
+            held_out = _held_out_step(db, whole, net, out, progress, echo)
+        else:
+            echo("5/8 the held-out set: only for the digits CNN (no labelled set ships for "
+                 "VGG16 here)")
+
+        echo("6/8 named queries (queries/*.cypher)")
         for row in run_query(db, "model_summary", {"model": net.name}).records()[:4]:
             echo("    model_summary: " + ", ".join(f"{k}={row[k]}" for k in list(row)[:4]))
         layer, index = neuron.rsplit(":", 1)
@@ -473,7 +483,7 @@ def run_demo(out_dir: str | Path = "out", *, weights: str = "auto", image=None,
                  + (f"{picked[0]['layer']}:{picked[0]['index']} = {picked[0]['value']:.4g}"
                     if picked else "none"))
 
-        echo("6/7 GraphML, pulled back from Neo4j")
+        echo("7/8 GraphML, pulled back from Neo4j")
         graphml = out / f"{net.name}.graphml.gz"
         pull_to_graphml(net.name, graphml, driver=db, progress=progress)
         active = out / f"{net.name}_active.graphml.gz"
@@ -481,7 +491,7 @@ def run_demo(out_dir: str | Path = "out", *, weights: str = "auto", image=None,
         echo(f"    {graphml}; the active subgraph ({stats['nodes']:,} neurons, "
              f"{stats['edges']:,} edges, with values): {active}")
 
-        echo("7/7 analysis report")
+        echo("8/8 analysis report")
         report = analyze(net.name, out / "report", neuron=neuron, trace=t, driver=db)
         echo(f"    {report}")
         http = (settings.neo4j_uri.replace("bolt://", "http://").rsplit(":", 1)[0] + ":"
@@ -491,9 +501,119 @@ def run_demo(out_dir: str | Path = "out", *, weights: str = "auto", image=None,
              f"MATCH (n:Neuron {{model: '{net.name}', layer: '{layer}'}})<-[w:W]-(m) "
              "RETURN n, w, m LIMIT 50)")
         echo(f"GraphML: {graphml}   report: {report}   "
-             f"({time.perf_counter() - started:.0f} s)")
+             + (f"held-out set: {held_out.report}   " if held_out is not None else "")
+             + f"({time.perf_counter() - started:.0f} s)")
         return {"network": net, "graphml": graphml, "active": active, "report": report,
-                "summary": summary, "trace": t, "stored": stored}
+                "summary": summary, "trace": t, "stored": stored, "held_out": held_out}
+
+
+@dataclass
+class HeldOut:
+    """What the demo found on the held-out set (:func:`held_out_set`).
+
+    Attributes
+    ----------
+    trace_set : the aggregated trace (contributions to each digit's predicted class).
+    never_chosen : layer -> (pooling edges never chosen, pooling edges).
+    never_active : layer -> (neurons never firing, neurons).
+    effective : (neurons, edges) of the effective graph (chosen_rate > 0) and of the whole.
+    predictions : the effective graph's prediction for each input (executed), and Keras's.
+    """
+
+    trace_set: object
+    never_chosen: dict
+    never_active: dict
+    effective: tuple
+    predictions: np.ndarray
+    keras_predictions: np.ndarray
+    report: object = None
+
+    @property
+    def agree(self) -> int:
+        return int((self.predictions == self.keras_predictions).sum())
+
+
+def held_out_set(graph, model, x: np.ndarray, *, progress: bool = False) -> HeldOut:
+    """Aggregate the held-out inputs ``x`` over ``graph`` (the digits CNN's), with each input's
+    contributions to its own predicted class; execute the effective graph (chosen_rate > 0)
+    on every input and compare its predictions with Keras's.
+
+    Examples
+    --------
+    >>> model, split = trained_digits(0)
+    >>> h = held_out_set(NeuronGraph.from_model(model), model, split.x_test)
+    >>> h.agree                      # of 360
+    360
+    """
+    from .graph.forward import execute_networkx
+    from .graph.trace_set import trace_set
+    from .sinks.networkx import to_networkx
+
+    ts = trace_set(graph, x, target="predicted", progress=progress,
+                   info={"inputs": f"the {len(x)} held-out digits", "model": graph.name})
+    rows = ts.layer_summary(0.0)
+    never_chosen = {r["layer"]: (r["never_chosen"], r["pooling_edges"]) for r in rows
+                    if "pooling_edges" in r}
+    never_active = {r["layer"]: (r["never_active"], r["neurons"]) for r in rows
+                    if r["never_active"]}
+    effective = (sum(r["kept_neurons"] for r in rows), sum(r["kept_edges"] for r in rows),
+                 sum(r["neurons"] for r in rows), sum(r["edges"] for r in rows))
+    outputs = execute_networkx(to_networkx(ts.subgraph(effective=True)), x)
+    last = ts.predicted_layer
+    mine = outputs[last].reshape(len(x), -1).argmax(axis=1)
+    theirs = np.asarray(model.predict(np.asarray(x, np.float32), batch_size=512, verbose=0))
+    return HeldOut(ts, never_chosen, never_active, effective, mine,
+                   theirs.reshape(len(x), -1).argmax(axis=1))
+
+
+def _held_out_step(db, whole, net: Network, out: Path, progress: bool, echo) -> HeldOut:
+    """The demo's step 5 for the digits CNN: the held-out set, aggregated, stored, reported."""
+    from .analysis.report import analyze
+    from .neo4j.queries import run_query
+    from .neo4j.trace_sets import trace_set_loaded
+
+    _, split = trained_digits(0)
+    x = split.x_test.astype(np.float64)
+    echo(f"5/8 the held-out set: {len(x)} digits through the graph in batches, contributions "
+         "to each one's predicted class")
+    h = held_out_set(whole, net.model, x, progress=progress)
+    ts = h.trace_set
+    echo(f"    {ts.seconds['total']:.2f} s ({ts.n / ts.seconds['total']:,.0f} digits/s, "
+         f"batches of {ts.batch_size})")
+    chosen = sum(v[0] for v in h.never_chosen.values())
+    edges = sum(v[1] for v in h.never_chosen.values())
+    echo(f"    pooling edges never chosen: {chosen:,} of {edges:,} ("
+         + ", ".join(f"{k} {a:,} of {b:,}" for k, (a, b) in h.never_chosen.items()) + ")")
+    never = sum(v[0] for v in h.never_active.values())
+    echo(f"    neurons never firing (active_rate 0): {never:,} of {whole.total_neurons:,} ("
+         + ", ".join(f"{k} {a:,} of {b:,}" for k, (a, b) in h.never_active.items()) + ")")
+    kn, ke, n, e = h.effective
+    echo(f"    effective graph (chosen_rate > 0): {kn:,} of {n:,} neurons, {ke:,} of {e:,} "
+         f"edges; executed on the {ts.n} digits it gives Keras's prediction for {h.agree} "
+         f"of {ts.n}")
+    if h.agree != ts.n:
+        raise WeightgraphError(f"the effective graph's predictions differ from Keras's on "
+                               f"{ts.n - h.agree} held-out digits")
+    set_name = f"{net.name}_held_out"
+    stored = trace_set_loaded(db, net.name, x, name=set_name, target="predicted", replace=True)
+    echo(f"    stored in Neo4j as {set_name!r} ({stored.chunks} chunks); named queries:")
+    usage: dict = {}
+    for row in run_query(db, "pooling_usage", {"model": net.name, "trace": set_name}).records():
+        usage.setdefault(row["layer"], []).append(row)
+    for layer, rows in usage.items():
+        echo(f"    pooling_usage({layer}): share of choices by window position "
+             + " ".join(f"{r['share']:.1%}" for r in rows) + "; never chosen "
+             + " ".join(str(r["never_chosen"]) for r in rows))
+    for row in run_query(db, "never_active", {"model": net.name, "trace": set_name,
+                                              "k": 5}).records():
+        if row["never_active"]:
+            echo(f"    never_active({row['layer']}): {row['never_active']} of "
+                 f"{row['neurons']}, first {row['indexes']}")
+    report = analyze(net.name, out / "report_held_out", trace=set_name, metrics=(), gds=False,
+                     driver=db)
+    echo(f"    report of the set: {report}")
+    h.report = report
+    return h
 
 
 def _pool_neuron(db, g, model: str, trace_name: str) -> tuple[str, int] | None:

@@ -152,11 +152,13 @@ def _call_name(layer, node, in_model: set) -> str:
 # --------------------------------------------------------------------------- evaluation
 def _input_values(model, inputs) -> list:
     names = input_names(model)
+    # In the inputs' own dtype (float32, or float64 for tf_aggregate's float64 copies).
+    dtypes = [str(getattr(t, "dtype", "float32")) for t in model.inputs]
     if isinstance(inputs, dict):
-        return [np.asarray(inputs[n], dtype="float32") for n in names]
+        return [np.asarray(inputs[n], dtype=d) for n, d in zip(names, dtypes)]
     if len(names) != 1:
         raise ValueError(f"the model has inputs {names}: give a dict name -> array")
-    return [np.asarray(inputs, dtype="float32")]
+    return [np.asarray(inputs, dtype=dtypes[0])]
 
 
 def _model_argument(model, inputs):

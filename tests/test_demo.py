@@ -22,6 +22,7 @@ from loader import demo
 from loader.cli import main
 from loader.graph.neuron_graph import NeuronGraph
 from loader.graph.trace import trace
+from loader.neo4j.trace_sets import read_trace_set
 from loader.neo4j.traces import read_trace
 
 
@@ -221,3 +222,16 @@ def test_digits_demo_end_to_end(driver, model_name, digits, keras_home, tmp_path
                     "metrics.png"):
         assert f"]({picture})" in report and (result["report"].parent / picture).is_file()
     assert (tmp_path / "out" / f"{name}_input.png").is_file()
+    # The held-out set: the effective graph, executed on the 360 digits, gives Keras's 360
+    # predictions; what it printed is what the stored aggregated trace holds.
+    held = result["held_out"]
+    keras_predicted = model.predict(split.x_test, verbose=0).argmax(axis=1)
+    np.testing.assert_array_equal(held.predictions, keras_predicted)
+    assert held.agree == 360 and held.trace_set.n == 360
+    assert any(l.startswith("5/8 the held-out set: 360 digits") for l in said)
+    stored_set = read_trace_set(driver, f"{name}_held_out")
+    never = sum(v[0] for v in held.never_active.values())
+    assert (stored_set["active_rate"] == 0).sum() == never > 0
+    assert (stored_set["choices"]["rate"] == 0).sum() == sum(
+        v[0] for v in held.never_chosen.values()) > 0
+    assert (held.report.parent / "chosen_rate_positions.png").is_file()

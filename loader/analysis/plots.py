@@ -362,3 +362,83 @@ def plot_chosen_positions(pools: list[dict], out_dir: Path) -> Path | None:
                  "the first entry, left out)", fontsize=10)
     fig.tight_layout()
     return _save(fig, out_dir / "chosen_positions.png")
+
+
+def plot_chosen_rate_heatmaps(pools: list[dict], n_inputs: int, out_dir: Path) -> Path:
+    """Per max/min pooling layer of an aggregated trace: the share of (neuron, input) choices
+    at each window position (a heat map for 2-d windows, bars otherwise)."""
+    plt = _pyplot()
+    rows, cols = _grid(len(pools))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.2 * rows), squeeze=False)
+    for ax, p in zip(axes.flat, pools):
+        share = np.asarray(p["shares"], dtype=np.float64)
+        if share.ndim == 3:  # a 3-d window: the shares of each (row, column), over depth
+            share = share.sum(axis=0)
+        if share.ndim == 2:
+            im = ax.imshow(share, cmap="viridis", vmin=0, interpolation="nearest")
+            if share.size <= 49:
+                for (r, c), v in np.ndenumerate(share):
+                    ax.text(c, r, f"{v:.0%}", ha="center", va="center", fontsize=8,
+                            color="white" if v < share.max() * 0.6 else "black")
+            ax.set_xticks(range(share.shape[1]))
+            ax.set_yticks(range(share.shape[0]))
+            ax.set_xlabel("window column")
+            ax.set_ylabel("window row")
+            fig.colorbar(im, ax=ax, fraction=0.046)
+        else:
+            share = share.reshape(-1)
+            ax.bar(range(len(share)), share, color=_ORANGE)
+            ax.set_xlabel(p.get("how", "window position"))
+            ax.set_ylabel("share of choices")
+        ax.set_title(f"{p['layer']}: {p['never']:,} of {p['edges']:,} edges never chosen"
+                     + (f"; padding {p['padding']:.1%}" if p.get("padding") else ""),
+                     fontsize=8)
+    for ax in list(axes.flat)[len(pools):]:
+        ax.axis("off")
+    fig.suptitle(f"Chosen rate by window position over {n_inputs:,} inputs", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out_dir / "chosen_rate_positions.png")
+
+
+def plot_active_rate_histograms(layers: list[dict], out_dir: Path) -> Path | None:
+    """Per neuron layer of an aggregated trace: a histogram of its neurons' active rates
+    (the bar at 0 is the neurons never active on the set)."""
+    if not layers:
+        return None
+    plt = _pyplot()
+    shown = layers[:_MAX_PANELS]
+    rows, cols = _grid(len(shown))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.6 * rows), squeeze=False)
+    bins = np.linspace(0, 1, 21)
+    for ax, r in zip(axes.flat, shown):
+        ax.hist(np.asarray(r["rates"]), bins=bins, color=_BLUE)
+        ax.set_title(f"{r['layer']}: {r['never_active']:,} of {r['neurons']:,} never active",
+                     fontsize=8)
+        ax.set_xlabel("active rate", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(shown):]:
+        ax.axis("off")
+    fig.suptitle("Active rate per neuron (fraction of the inputs where its slope is not 0)",
+                 fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out_dir / "active_rates.png")
+
+
+def plot_effective_sizes(rows: list[dict], out_dir: Path) -> Path | None:
+    """Per layer: the share of neurons and of edges the effective graph keeps."""
+    if not rows:
+        return None
+    plt = _pyplot()
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(min(14, 3 + 0.35 * len(rows)), 4))
+    neurons = [r["kept_neurons"] / r["neurons"] if r["neurons"] else 1.0 for r in rows]
+    edges = [r["kept_edges"] / r["edges"] if r["edges"] else 1.0 for r in rows]
+    ax.bar(x - 0.2, neurons, 0.4, color=_BLUE, label="neurons kept")
+    ax.bar(x + 0.2, edges, 0.4, color=_GREEN, label="edges kept")
+    ax.set_xticks(x)
+    ax.set_xticklabels([r["layer"] for r in rows], rotation=60, ha="right", fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8)
+    ax.set_title("The effective graph per layer", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out_dir / "effective_graph.png")

@@ -86,10 +86,14 @@ def analyze(source, out_dir: str | os.PathLike, *, neuron: str | None = None,
     allow_incomplete : bool
         Analyse a Neo4j model whose state is not ``complete`` (a partial graph); refused
         otherwise (:func:`loader.neo4j.models.require_complete`).
-    trace : Trace or str, optional
+    trace : Trace, TraceSet or str, optional
         A :class:`loader.graph.trace.Trace` of ``source``, or the name of a trace stored in
         Neo4j (for a model name): adds the contribution map beside the input image, the
-        active fraction per layer and the chosen pooling positions.
+        active fraction per layer and the chosen pooling positions. An aggregated trace (a
+        :class:`loader.graph.trace_set.TraceSet`, or the name of one stored in Neo4j) adds
+        instead the chosen rate by window position per pooling layer (heat maps), the
+        active-rate histograms per layer, the effective graph's size per layer and the mean
+        contribution map over the input (:mod:`loader.analysis.trace_sets`).
     gds : bool, optional
         Whole-model sections from Graph Data Science inside Neo4j (PageRank and degree per
         layer, components, Louvain communities per layer, with a plot): default on for a
@@ -118,13 +122,22 @@ def analyze(source, out_dir: str | os.PathLike, *, neuron: str | None = None,
     with _opened(source, driver, database, allow_incomplete) as src:
         view = None
         if trace is not None:
-            from . import traces
+            from . import trace_sets, traces
+            from ..graph.trace_set import TraceSet
 
             if isinstance(trace, str):
                 if not isinstance(src, Neo4jSource):
                     raise WeightgraphError("a stored trace (a name) goes with a model loaded in "
                                            "Neo4j; for a Keras model pass the Trace")
-                view = traces.from_neo4j(src.db, trace)
+                from ..neo4j.trace_sets import is_aggregate
+                from ..neo4j.traces import trace_info
+
+                if is_aggregate(trace_info(src.db, trace)):
+                    view = trace_sets.from_neo4j(src.db, trace)
+                else:
+                    view = traces.from_neo4j(src.db, trace)
+            elif isinstance(trace, TraceSet):
+                view = trace_sets.from_trace_set(trace)
             else:
                 view = traces.from_trace(trace)
         use_gds = isinstance(src, Neo4jSource) if gds is None else gds
@@ -223,7 +236,12 @@ def _write_report(src: Source, out_dir: Path, neuron, subgraph, fmt, metrics, ma
     if target is not None:
         _receptive_field_section(report, src, target, out_dir)
     if view is not None:
-        _trace_section(report, view, out_dir)
+        from . import trace_sets
+
+        if isinstance(view, trace_sets.SetView):
+            trace_sets.write_section(report, view, out_dir)
+        else:
+            _trace_section(report, view, out_dir)
     if gds_memory is not False:
         _gds_section(report, src, gds_memory, out_dir)
     if sub is not None:

@@ -127,9 +127,15 @@ def query(name_or_file, model, params, fmt, list_, timeout, allow_incomplete, st
 @click.option("--active-only", is_flag=True,
               help="with --trace: only active neurons, the edges between them, and the chosen "
                    "edge of each max/min neuron")
+@click.option("--effective", is_flag=True,
+              help="with --trace of an aggregated trace: the effective graph (pooling edges "
+                   "with chosen_rate > --min-rate, without the neurons never active and 0 on "
+                   "every input of the set)")
+@click.option("--min-rate", type=float, default=0.0, show_default=True,
+              help="with --effective: the chosen_rate a pooling edge must exceed to stay")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def pull(name, layer_range, cone, cypher, params, output, fmt, max_edges, allow_incomplete,
-         trace_name, active_only, quiet):
+         trace_name, active_only, effective, min_rate, quiet):
     """Stream a loaded model (or a selection of it) from Neo4j into a GraphML file or a
     Parquet dataset directory.
 
@@ -143,6 +149,8 @@ def pull(name, layer_range, cone, cypher, params, output, fmt, max_edges, allow_
       weightgraph pull --name small --layers conv1:pool -o block.graphml
       weightgraph pull --name small -o small.parquet --format parquet
       weightgraph pull --trace cat --active-only -o cat_active.graphml.gz
+      weightgraph pull --trace held_out --effective -o held_out_effective.graphml.gz
+      weightgraph pull --trace held_out -o held_out.parquet --format parquet
     """
     from ..neo4j.pull import pull_to_graphml, pull_to_parquet
     from ..neo4j.queries import parse_params
@@ -151,11 +159,9 @@ def pull(name, layer_range, cone, cypher, params, output, fmt, max_edges, allow_
     if fmt == "parquet":
         from ..sinks.parquet import check_target
 
-        if trace_name is not None:
-            raise click.UsageError("a trace pulls to GraphML (its values are node and edge "
-                                   "attributes the dataset has no columns for)")
         check_target(output)  # before connecting
     if trace_name is not None:
+        from ..neo4j.trace_sets import is_aggregate, pull_trace_set
         from ..neo4j.traces import pull_trace, trace_info
 
         if cypher is not None:
@@ -167,15 +173,30 @@ def pull(name, layer_range, cone, cypher, params, output, fmt, max_edges, allow_
             if name is not None and name != t["model"]:
                 raise WeightgraphError(f"trace {trace_name!r} is of model {t['model']!r}, "
                                        f"not {name!r}")
-            stats = pull_trace(trace_name, layers=layer_range, cone=cone,
-                               active_only=active_only, path=output, driver=db,
-                               max_edges=max_edges)
+            if is_aggregate(t):
+                if active_only:
+                    raise click.UsageError(f"trace {trace_name!r} aggregates a set of inputs: "
+                                           "use --effective, not --active-only")
+                stats = pull_trace_set(trace_name, effective=effective, min_rate=min_rate,
+                                       layers=layer_range, cone=cone, path=output, fmt=fmt,
+                                       driver=db, max_edges=max_edges)
+                how = ", effective)" if effective else ")"
+            else:
+                if effective:
+                    raise click.UsageError(f"trace {trace_name!r} is of one input: --effective "
+                                           "needs an aggregated trace (--active-only is its "
+                                           "one-input counterpart)")
+                if fmt == "parquet":
+                    raise click.UsageError("a trace of one input pulls to GraphML")
+                stats = pull_trace(trace_name, layers=layer_range, cone=cone,
+                                   active_only=active_only, path=output, driver=db,
+                                   max_edges=max_edges)
+                how = ", active only)" if active_only else ")"
         click.echo(f"wrote {output}: {stats['nodes']:,} nodes, {stats['edges']:,} edges in "
-                   f"{stats['seconds']:.1f} s (trace {trace_name}"
-                   + (", active only)" if active_only else ")"))
+                   f"{stats['seconds']:.1f} s (trace {trace_name}" + how)
         return
-    if active_only:
-        raise click.UsageError("--active-only needs --trace")
+    if active_only or effective:
+        raise click.UsageError("--active-only and --effective need --trace")
     if name is None:
         raise click.UsageError("give --name (a loaded model) or --trace")
     if sum(x is not None for x in (layer_range, cone, cypher)) > 1:
@@ -221,7 +242,12 @@ def pull(name, layer_range, cone, cypher, params, output, fmt, max_edges, allow_
                    "stored in Neo4j. Adds the contribution map, active fractions and chosen "
                    "pooling positions")
 @click.option("--target", metavar="LAYER:INDEX",
-              help="with --trace INPUT: the neuron contributions go to (default: --neuron)")
+              help="with --trace INPUT: the neuron contributions go to (default: --neuron); "
+                   "with --inputs also 'predicted'")
+@click.option("--inputs", "inputs_path", type=click.Path(), metavar="SET",
+              help="with MODEL: aggregate a set of inputs (as `trace --inputs SET --aggregate`"
+                   ") and add its section: chosen rate by window position, active-rate "
+                   "histograms, the effective graph per layer, the mean contribution map")
 @click.option("--preprocess", type=click.Choice(["auto", "none", "caffe", "tf", "torch"]),
               default="auto", show_default=True, help="with --trace INPUT: as for `trace`")
 @click.option("--gds/--no-gds", "gds", default=None,
@@ -231,7 +257,8 @@ def pull(name, layer_range, cone, cypher, params, output, fmt, max_edges, allow_
               help="channel: the whole channel graph's report (weights, degree and strength, "
                    "PageRank per layer); a channel model in Neo4j gets it by itself")
 def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir, fmt, metrics,
-            max_cost, max_edges, allow_incomplete, trace, target, preprocess, gds, granularity):
+            max_cost, max_edges, allow_incomplete, trace, target, inputs_path, preprocess, gds,
+            granularity):
     """Write an analysis report (Markdown or HTML, with PNG plots) of a neuron graph.
 
     MODEL may also be a Parquet dataset directory (`export --format parquet`): then the
@@ -244,7 +271,10 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
     layer, components and communities of the whole model, from Graph Data Science inside
     Neo4j (--no-gds to leave them out). With --trace: the contribution map beside the
     input image, the fraction of active neurons per layer, and where each pooling layer's
-    chosen entries sit in the window.
+    chosen entries sit in the window. With --trace naming an aggregated trace in Neo4j (or
+    --inputs SET with MODEL): the chosen rate by window position per pooling layer, the
+    active-rate histogram per layer, the effective graph's size per layer and the mean
+    contribution map over the input; --neuron is then optional.
 
     \b
     Example:
@@ -255,6 +285,8 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
       weightgraph analyze vgg16 --neuron block5_pool:0 --trace cat.jpg \\
           --target predictions:281 --metrics "" -o report/
       weightgraph analyze --name vgg16_32 --neuron block2_pool:5 --trace cat -o report/
+      weightgraph analyze --name digits_cnn --trace held_out -o report/   # aggregated trace
+      weightgraph analyze digits.keras --inputs test.npy --target predicted -o report/
       weightgraph analyze vgg16 --weights none --granularity channel -o report/
       weightgraph analyze --name vgg16_ch -o report/     # a channel model in Neo4j
     """
@@ -294,9 +326,16 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
                 out_dir, fmt=fmt)
         click.echo(f"wrote {path}")
         return
-    if neuron is None:
-        raise click.UsageError("--neuron LAYER:INDEX is required (but for a Parquet dataset)")
+    if neuron is None and trace is None and inputs_path is None:
+        raise click.UsageError("--neuron LAYER:INDEX is required (but for a Parquet dataset "
+                               "or a report of an aggregated trace)")
+    if inputs_path is not None and (name is not None or trace is not None):
+        raise click.UsageError("--inputs SET goes with MODEL (for a model in Neo4j, store the "
+                               "aggregated trace with `trace --model ... --inputs SET "
+                               "--aggregate --name T` and pass --trace T)")
     chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
+    if neuron is None and subgraph is None:
+        chosen = ()  # the metrics need a subgraph: none is named
     db = None
     if name is not None:
         source = name
@@ -315,6 +354,13 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
             x = read_input(trace, shape, mode=preprocess, family=family)
             trace = run_trace(source, x, target=target or neuron,
                               info={"model": model, "input": trace, "preprocess": preprocess})
+        elif inputs_path is not None:
+            from ..graph.trace_set import trace_set
+            from ..inputs import application_family
+
+            trace = trace_set(source, inputs_path, target=target, preprocess=preprocess,
+                              family=application_family(model), progress=True,
+                              info={"model": model})
     if trace is None and target is not None:
         raise click.UsageError("--target goes with --trace")
     try:

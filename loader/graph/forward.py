@@ -130,7 +130,8 @@ def execute_arrays(layers: list[dict], nodes: dict, edges: dict, inputs) -> dict
 
     Returns
     -------
-    dict layer name -> values (samples, *output_shape) for the layers with neurons.
+    dict layer name -> values (samples, *output_shape) for the layers with neurons; a neuron
+    the graph does not hold (an effective graph's dropped neurons) is 0 there.
     """
     ids = np.asarray(nodes["id"], dtype=np.int64)
     layer_index = np.asarray(nodes["layer_index"], dtype=np.int64)
@@ -167,7 +168,14 @@ def execute_arrays(layers: list[dict], nodes: dict, edges: dict, inputs) -> dict
             local = np.searchsorted(ids[rows], dst[lo:hi])
             acc.add(local, values[pos_of(src[lo:hi])], weight[lo:hi])
             values[rows] = acc.finish(bias[rows], _uniform(act[rows]))
-        results[layer["name"]] = values[rows].T.reshape((samples,) + tuple(layer["output_shape"]))
+        out = values[rows].T
+        if len(rows) != int(np.prod(layer["output_shape"])):
+            # A graph without some of a layer's neurons (an effective graph drops those that
+            # are 0 on every input of its set): they are 0.
+            full = np.zeros((samples, int(np.prod(layer["output_shape"]))))
+            full[:, index[rows]] = out
+            out = full
+        results[layer["name"]] = out.reshape((samples,) + tuple(layer["output_shape"]))
     return results
 
 
@@ -262,3 +270,43 @@ def _finish(op, pre: np.ndarray):
                 out[sel] = activations.apply(name, p)
                 slope[sel] = np.where(np.isfinite(p), activations.slope(name, p), 0.0)
     return out, slope, jac
+
+
+def _finish_many(op, pre: np.ndarray, out: np.ndarray | None = None,
+                 slope: np.ndarray | None = None, *, bias: np.ndarray | None = None,
+                 groups: dict | None = None):
+    """:func:`_finish` for a batch: ``pre`` (neurons, B) -> (output, slope, jacobian name or
+    None), each (neurons, B), written into ``out`` and ``slope`` when given; ``pre`` is used
+    as scratch. Elementwise activations take the whole batch at once (ReLU and linear in
+    place); an activation that mixes its layer (softmax) runs per input through
+    :func:`_finish` itself. ``bias`` (float64) and ``groups`` (:func:`activation_groups`)
+    may be given once for many calls."""
+    n, b = pre.shape
+    out = np.empty((n, b)) if out is None else out
+    slope = np.empty((n, b)) if slope is None else slope
+    if groups is None:
+        groups = activation_groups(op.activation(np.arange(n)))
+    if any(name in activations.JACOBIAN for name in groups):
+        for j in range(b):
+            out[:, j], slope[:, j], jac = _finish(op, pre[:, j])
+        return out, slope, jac
+    if bias is None:
+        bias = op.bias(np.arange(n)).astype(np.float64)
+    pre += bias[:, None]
+    (only,) = groups if len(groups) == 1 else (None,)
+    # A finite sum means every value is finite (an inf or a NaN would make it one), and it
+    # allocates nothing; an overflowing sum just takes the general path.
+    if only in ("relu", "linear") and np.isfinite(pre.sum()):
+        if only == "relu":  # the slope is TensorFlow's ReluGrad mask: x > 0
+            np.maximum(pre, 0.0, out=out)
+            np.greater(pre, 0.0, out=slope)
+        else:
+            np.copyto(out, pre)
+            slope.fill(1.0)
+        return out, slope, None
+    with np.errstate(over="ignore", invalid="ignore"):
+        for name, sel in groups.items():
+            p = pre[sel]
+            out[sel] = activations.apply(name, p)
+            slope[sel] = np.where(np.isfinite(p), activations.slope(name, p), 0.0)
+    return out, slope, None

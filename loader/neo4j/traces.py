@@ -291,6 +291,9 @@ def read_trace(driver, name: str, *, layers: list[str] | None = None,
     ``choice`` (a max/min neuron), sorted by id; ``layers`` restricts it to those layers."""
     with using(driver, database) as db:
         t = trace_info(db, name)
+        if t.get("kind") == "aggregate":
+            raise WeightgraphError(f"trace {name!r} aggregates a set of inputs: read it with "
+                                   "loader.neo4j.trace_sets.read_trace_set")
         info = require_complete(db, t["model"])
         table = LayerTable(info["graph_data"]["layers"])
         ids, value, active, contribution, chosen, choice = [], [], [], [], [], []
@@ -447,8 +450,9 @@ def list_traces(driver, *, model: str | None = None, database: str | None = None
     for r in rows:
         t = dict(r["t"])
         out.append({"name": t["name"], "model": t["model"], "target": t.get("target"),
-                    "input": t.get("input"), "neurons": t.get("neurons", 0),
-                    "chunks": t.get("chunks", 0)})
+                    "input": t.get("input") or t.get("inputs"), "neurons": t.get("neurons", 0),
+                    "chunks": t.get("chunks", 0), "kind": t.get("kind", "input"),
+                    "n": t.get("n", 1)})
     return out
 
 

@@ -117,17 +117,25 @@ class DatasetExistsError(WeightgraphError):
     """The target directory exists and is not a weightgraph dataset."""
 
 
-def _schemas():
+def _schemas(extra: dict | None = None):
+    """(node schema, edge schema); ``extra`` adds a graph's further attributes (a trace's,
+    ``{"node": [(name, GraphML type)], "edge": [...]}``) as nullable columns after the
+    contract's: null where a row lacks one (``chosen_rate`` off max/min layers)."""
     import pyarrow as pa
 
+    extra = extra or {}
+    types = {"double": pa.float64(), "boolean": pa.bool_(), "long": pa.int64(),
+             "int": pa.int64()}  # GraphML attribute type -> column type
     nodes = pa.schema([("id", pa.int64()), ("layer", pa.string()), ("index", pa.int64()),
                        ("op", pa.string()), ("bias", pa.float32()),
-                       ("activation", pa.string())])
+                       ("activation", pa.string())]
+                      + [(n, types[t]) for n, t in extra.get("node", [])])
     # Required (non-nullable) columns: an edge always has all three, and the writer then
     # skips definition levels (+10% edges per CPU-second, measured).
     edges = pa.schema([pa.field("src", pa.int64(), nullable=False),
                        pa.field("dst", pa.int64(), nullable=False),
-                       pa.field("weight", pa.float32(), nullable=False)])
+                       pa.field("weight", pa.float32(), nullable=False)]
+                      + [pa.field(n, types[t]) for n, t in extra.get("edge", [])])
     return nodes, edges
 
 
@@ -161,11 +169,22 @@ def _edge_options(encoding: str) -> dict:
                                f"{', '.join(EDGE_ENCODINGS)}") from None
 
 
-def _node_table(batch: NodeBatch):
+def _extra_columns(schema, base: int, values: dict, n: int) -> list:
+    """The columns after the contract's ``base`` ones: a batch's ``extra`` values, or nulls."""
+    import pyarrow as pa
+
+    out = []
+    for f in list(schema)[base:]:
+        v = values.get(f.name)
+        out.append(pa.nulls(n, f.type) if v is None else pa.array(np.asarray(v), f.type))
+    return out
+
+
+def _node_table(batch: NodeBatch, schema=None):
     import pyarrow as pa
 
     n = len(batch)
-    schema = _schemas()[0]
+    schema = schema or _schemas()[0]
     table = pa.table([
         pa.array(batch.id, pa.int64()),
         pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [batch.layer]),
@@ -173,19 +192,21 @@ def _node_table(batch: NodeBatch):
         pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [batch.op]),
         pa.array(np.broadcast_to(np.asarray(batch.bias, np.float32), (n,))),
         pa.array(batch.activations().astype(str), pa.string()),
-    ], names=schema.names)
+    ] + _extra_columns(schema, 6, batch.extra, n), names=schema.names)
     return table.cast(schema)
 
 
-def _edge_table(batch: EdgeBatch):
+def _edge_table(batch: EdgeBatch, schema=None):
     import pyarrow as pa
 
+    schema = schema or _schemas()[1]
     # Zero-copy views of the enumerator's arrays (a pulled graph's float64 weights are float32
     # values widened exactly, so narrowing them back is exact).
     return pa.Table.from_arrays([pa.array(np.asarray(batch.src, np.int64)),
                                  pa.array(np.asarray(batch.dst, np.int64)),
-                                 pa.array(np.asarray(batch.weight, np.float32))],
-                                schema=_schemas()[1])
+                                 pa.array(np.asarray(batch.weight, np.float32))]
+                                + _extra_columns(schema, 3, batch.extra, len(batch)),
+                                schema=schema)
 
 
 def write_part(path: str | os.PathLike, kind: str, batches,
@@ -256,6 +277,10 @@ class ParquetDatasetWriter(BatchSink):
         Recorded in ``graph.json``.
     encoding : str
         A key of :data:`EDGE_ENCODINGS`.
+    extra_attributes : dict, optional
+        ``{"node": [(name, type), ...], "edge": [...]}`` (GraphML types ``double``,
+        ``boolean``, ``long``): further nullable columns that batches carry in ``extra`` (a
+        trace's or an aggregated trace's); listed in ``graph.json`` as ``attributes``.
 
     Examples
     --------
@@ -265,11 +290,15 @@ class ParquetDatasetWriter(BatchSink):
     """
 
     def __init__(self, path: str | os.PathLike, graph_data: dict, *, edge_order: str = "natural",
-                 encoding: str = DEFAULT_ENCODING):
+                 encoding: str = DEFAULT_ENCODING, extra_attributes: dict | None = None):
         self.path = Path(path)
         check_target(self.path)
         _edge_options(encoding)
-        self.graph_data = graph_data
+        self.extra = {k: list(v) for k, v in (extra_attributes or {}).items() if v}
+        self.schemas = _schemas(self.extra)
+        self.graph_data = dict(graph_data)
+        if self.extra:
+            self.graph_data["attributes"] = {k: [n for n, _ in v] for k, v in self.extra.items()}
         self.edge_order = edge_order
         self.encoding = encoding
         self.nodes_written = 0
@@ -302,8 +331,8 @@ class ParquetDatasetWriter(BatchSink):
 
         key = (kind, int(layer_index))
         if key not in self._open:
-            schema, options = ((_schemas()[0], _NODE_OPTIONS) if kind == "nodes"
-                               else (_schemas()[1], _edge_options(self.encoding)))
+            schema, options = ((self.schemas[0], _NODE_OPTIONS) if kind == "nodes"
+                               else (self.schemas[1], _edge_options(self.encoding)))
             self._open[key] = pq.ParquetWriter(self.part_path(kind, layer_index, "0"), schema,
                                                **options)
         return self._open[key]
@@ -313,7 +342,8 @@ class ParquetDatasetWriter(BatchSink):
         if len(batch) == 0:
             return
         self._check_open()
-        self._writer("nodes", batch.layer_index).write_table(_node_table(batch))
+        self._writer("nodes", batch.layer_index).write_table(_node_table(batch,
+                                                                         self.schemas[0]))
         self.add_rows("nodes", batch.layer_index, len(batch))
 
     def write_edges(self, batch: EdgeBatch) -> None:
@@ -325,7 +355,8 @@ class ParquetDatasetWriter(BatchSink):
             for part in self._split_by_layer(batch):
                 self.write_edges(part)
             return
-        self._writer("edges", batch.layer_index).write_table(_edge_table(batch))
+        self._writer("edges", batch.layer_index).write_table(_edge_table(batch,
+                                                                         self.schemas[1]))
         self.add_rows("edges", batch.layer_index, len(batch))
 
     def _split_by_layer(self, batch: EdgeBatch):
@@ -340,7 +371,8 @@ class ParquetDatasetWriter(BatchSink):
                                    "no layer of the graph holds")
         for o in np.unique(owner):
             sel = owner == o
-            yield EdgeBatch(batch.src[sel], batch.dst[sel], batch.weight[sel], int(indexes[o]))
+            yield EdgeBatch(batch.src[sel], batch.dst[sel], batch.weight[sel], int(indexes[o]),
+                            {k: np.asarray(v)[sel] for k, v in batch.extra.items()})
 
     # ------------------------------------------------------------------ finishing
     def close(self) -> Path:
@@ -539,17 +571,24 @@ def write_parquet(graph, path: str | os.PathLike, *, batch_size: int = 1 << 20,
     start = time.perf_counter()
     n_nodes, n_edges = graph.n_nodes, graph.n_edges
     options = dict(batch_size=batch_size, tile_edges=tile_edges, encoding=encoding)
-    with ParquetDatasetWriter(path, graph.graph_data(), edge_order="weight-major",
-                              encoding=encoding) as writer, \
+    extra = getattr(graph, "extra_attributes", None)
+    with ParquetDatasetWriter(path, graph.graph_data(),
+                              edge_order="natural" if extra else "weight-major",
+                              encoding=encoding, extra_attributes=extra) as writer, \
             progress_bar(n_edges, f"Parquet {Path(path).name}", enabled=progress,
                          unit="edge") as bar:
         for nodes in graph.iter_node_batches(batch_size):
             writer.write_nodes(nodes)
-        jobs = [(i, t, writer.part_path("edges", i, f"{t:05d}"), options)
-                for i, t in edge_shards(graph, tile_edges)]
-        for layer_index, rows in _run_shards(graph, jobs, workers):
-            writer.add_rows("edges", layer_index, rows)
-            bar.update(rows)
+        if extra:  # a trace's graph: its batches carry the attributes, in one stream
+            for edges in graph.iter_edge_batches(batch_size):
+                writer.write_edges(edges)
+                bar.update(len(edges))
+        else:
+            jobs = [(i, t, writer.part_path("edges", i, f"{t:05d}"), options)
+                    for i, t in edge_shards(graph, tile_edges)]
+            for layer_index, rows in _run_shards(graph, jobs, workers):
+                writer.add_rows("edges", layer_index, rows)
+                bar.update(rows)
         if (writer.nodes_written, writer.edges_written) != (n_nodes, n_edges):
             raise WeightgraphError(
                 f"{graph.name}: streamed {writer.nodes_written:,} nodes and "
