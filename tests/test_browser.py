@@ -539,8 +539,9 @@ def test_weightgraph_guide_in_neo4j_browser(chrome, loaded_model, guide_url, gra
         assert shown and f"{node['layer']}:{node['index']}".startswith(shown), caption
     # The picture (docs/browser_guide.png is one): without the product-analytics banner and
     # the overview panel, once the force layout has settled.
-    for close in chrome.find_elements(By.XPATH, "//span[starts-with(normalize-space(.), "
-                                      "'To help make Neo4j Browser better')]/following-sibling::span"):
+    banner = ("//span[starts-with(normalize-space(.), 'To help make Neo4j Browser better')]"
+              "/following-sibling::span")
+    for close in chrome.find_elements(By.XPATH, banner):
         close.click()
     for collapse in frame.find_elements(
             By.CSS_SELECTOR, 'button[aria-label="Collapse the node properties display"]'):

@@ -60,6 +60,7 @@ import ipaddress
 import json
 import math
 import re
+import shlex
 import threading
 import time
 from dataclasses import dataclass, field
@@ -480,10 +481,13 @@ def _models_table(db: Database) -> str:
             + body + "</table>")
 
 
-def _python_slide(target: GuideTarget, example: Slide | None, neuron: _Neuron | None) -> tuple[str, str]:
+def _python_slide(target: GuideTarget, example: Slide | None,
+                  neuron: _Neuron | None) -> tuple[str, str]:
+    """The closing slide's HTML and its Python code."""
     lines = ["import loader", ""]
     if neuron is not None:
-        lines += [f"G = loader.pull({target.model!r}, cone={f'{neuron.layer}:{neuron.index}:2'!r})"
+        cone = f"{neuron.layer}:{neuron.index}:2"
+        lines += [f"G = loader.pull({target.model!r}, cone={cone!r})"
                   "   # nx.DiGraph, node keys = neuron ids",
                   "print(G.number_of_nodes(), G.number_of_edges())"]
     if example is not None and example.query is not None:
@@ -495,12 +499,13 @@ def _python_slide(target: GuideTarget, example: Slide | None, neuron: _Neuron | 
     code = "\n".join(lines)
     cli = []
     if neuron is not None:
-        cli.append(f"weightgraph pull --name {target.model} --cone {neuron.layer}:{neuron.index}:2 "
-                   "-o cone.graphml.gz")
+        cli.append(f"weightgraph pull --name {shlex.quote(target.model)} --cone "
+                   f"{shlex.quote(cone)} -o cone.graphml.gz")
     if example is not None and example.query is not None:
-        ps = " ".join(f"-p {k}={json.dumps(v) if not isinstance(v, str) else v}"
-                      for k, v in example.params.items() if k != "model" and v is not None)
-        cli.append(f"weightgraph query {example.query.name} --model {target.model} {ps}".rstrip())
+        ps = "".join(f" -p {shlex.quote(f'{k}={v if isinstance(v, str) else json.dumps(v)}')}"
+                     for k, v in example.params.items() if k != "model" and v is not None)
+        cli.append(f"weightgraph query {example.query.name} --model "
+                   f"{shlex.quote(target.model)}{ps}")
     page = ("<h3>Into NetworkX</h3>\n<p>The same graph and queries from Python: "
             "<code>loader.pull</code> brings a model or a selection back as an "
             "<code>nx.DiGraph</code> keyed by neuron id (the ids you see here), "
