@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     neo4j_user: str = "neo4j"
     neo4j_password: SecretStr | None = None
     neo4j_database: str = "neo4j"
+    # Neo4j's HTTP port, where Neo4j Browser is (`weightgraph browser` prints its URL on the
+    # host of NEO4J_URI); the local server listens there too.
+    neo4j_http_port: int = 7474
     # Online load: relationships per UNWIND transaction and parallel writers (see loader.load
     # and bench/bench_load.py for the figures behind these defaults).
     weightgraph_batch_size: int = 30_000

@@ -497,9 +497,9 @@ def run_demo(out_dir: str | Path = "out", *, weights: str = "auto", image=None,
         http = (settings.neo4j_uri.replace("bolt://", "http://").rsplit(":", 1)[0] + ":"
                 + os.environ.get("NEO4J_HTTP_PORT", "7474"))
         echo("")
-        echo(f"Neo4j Browser: {http}/browser/  (user {settings.neo4j_user}; try "
-             f"MATCH (n:Neuron {{model: '{net.name}', layer: '{layer}'}})<-[w:W]-(m) "
-             "RETURN n, w, m LIMIT 50)")
+        echo(f"Neo4j Browser: {http}/browser/  (user {settings.neo4j_user}; "
+             f"`weightgraph browser --model {net.name}` opens it with a guide to every named "
+             "query, styled)")
         echo(f"GraphML: {graphml}   report: {report}   "
              + (f"held-out set: {held_out.report}   " if held_out is not None else "")
              + f"({time.perf_counter() - started:.0f} s)")

@@ -1,14 +1,21 @@
 """Neo4j Browser end to end, in a real headless Chromium (Selenium + Debian's chromium-driver).
 
-A tiny Keras CNN is loaded with the ``weightgraph load`` CLI; Neo4j Browser 5 (served by the
-server on NEO4J_HTTP_PORT) is opened, connected with the password, given ``:param model``
-and then the named query ``queries/model_summary.cypher`` pasted verbatim from its file, the
-way a user runs the named queries. The table in the result frame must match the per-layer
-neuron and edge counts read independently with the official neo4j driver (plain Cypher, no
-weightgraph code). A screenshot of the result is saved to tmp_path.
+A tiny Keras CNN is loaded with the ``weightgraph load`` CLI and Neo4j Browser 5 (served by the
+server on NEO4J_HTTP_PORT) is driven as a user would:
+
+* ``test_model_summary_in_neo4j_browser``: connect, ``:param model`` and the named query
+  ``queries/model_summary.cypher`` pasted verbatim from its file; the table must match the
+  per-layer neuron and edge counts read independently with the official neo4j driver.
+* ``test_weightgraph_guide_in_neo4j_browser``: ``weightgraph browser --no-open`` serves the
+  guide; the URL it prints is opened, the guide appears in the sidebar, the user logs in and
+  clicks the play icons of the ``:style`` block and of the first three query slides' ``:param``
+  and query blocks; each result table must equal the same query file run through the driver
+  with the parameters the Browser shows it set. Then the ``cone_graph`` slide draws a small
+  cone: every drawn neuron must have its layer kind's colour, its degree class's size and a
+  ``layer:index`` caption, as queries/weightgraph.grass says. Screenshots go to tmp_path.
 
 Needs the server of ``scripts/neo4j-local start`` and ``chromium`` + ``chromium-driver``
-(``scripts/setup`` installs them); it fails, never skips, when one is missing.
+(``scripts/test`` installs them); it fails, never skips, when one is missing.
 """
 
 from __future__ import annotations
@@ -17,14 +24,20 @@ import json
 import math
 import os
 import secrets
+import selectors
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import keras
 import neo4j
+import numpy as np
 import pytest
 from keras import layers
 from selenium import webdriver
@@ -39,11 +52,15 @@ pytestmark = pytest.mark.neo4j
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUERY_FILE = REPO_ROOT / "queries" / "model_summary.cypher"
+STYLE = json.loads((REPO_ROOT / "queries" / "weightgraph.grass").read_text())
 # The CLI of the interpreter running the tests (.venv/bin), else the one on PATH.
 WEIGHTGRAPH = (shutil.which("weightgraph", path=str(Path(sys.executable).parent))
                or shutil.which("weightgraph") or "weightgraph")
 CHROMEDRIVER = "/usr/bin/chromedriver"
 UI_TIMEOUT_S = 20
+GRAPH_TIMEOUT_S = 90  # the force layout of the graph view is slow on a busy 2-core machine
+# The test's own reading of tiny_cnn: layer name -> layer kind.
+KIND_OF = {"image": "Input", "conv": "Conv", "pool": "Pooling", "dense": "Dense"}
 
 
 def setting(key: str, default: str | None = None) -> str | None:
@@ -61,12 +78,19 @@ def setting(key: str, default: str | None = None) -> str | None:
 
 
 def tiny_cnn() -> keras.Model:
+    """8x8x1 -> Conv2D(2, 3x3, relu) -> MaxPooling2D(2) -> Dense(3). Conv channel 1 has only
+    negative weights and a negative bias, so ``dead_relus`` has rows to show."""
     inputs = keras.Input((8, 8, 1), name="image")
     x = layers.Conv2D(2, 3, activation="relu", name="conv")(inputs)
     x = layers.MaxPooling2D(2, name="pool")(x)
     x = layers.Flatten(name="flatten")(x)
     outputs = layers.Dense(3, name="dense")(x)
-    return keras.Model(inputs, outputs, name="tiny_cnn")
+    model = keras.Model(inputs, outputs, name="tiny_cnn")
+    kernel, bias = model.get_layer("conv").get_weights()
+    kernel[..., 1] = -np.abs(kernel[..., 1]) - 0.01
+    bias[1] = -0.1
+    model.get_layer("conv").set_weights([kernel, bias])
+    return model
 
 
 def cli_environment() -> dict[str, str]:
@@ -122,10 +146,16 @@ def chrome(tmp_path):
                     "(apt-get install chromium chromium-driver)", pytrace=False)
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
+    profile = tempfile.mkdtemp(prefix="chromium-", dir=tmp_path)
     # --no-sandbox: Chromium refuses to run as root with its sandbox; /dev/shm is small in
-    # containers and makes the renderer crash without --disable-dev-shm-usage.
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--disable-gpu", "--window-size=1400,1000"):
+    # containers and makes the renderer crash without --disable-dev-shm-usage. No QUIC, no
+    # first-run, background, component-update or sync traffic: nothing outside this machine
+    # is reached (the Browser's fonts and analytics fail quietly). A fresh profile: no style,
+    # parameters or credentials left by another run in the Browser's local storage.
+    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                     "--no-first-run", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                     f"--user-data-dir={profile}", "--window-size=1400,1000"):
         options.add_argument(argument)
     browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
@@ -299,3 +329,224 @@ def test_model_summary_in_neo4j_browser(chrome, loaded_model, graph_db, tmp_path
     # The frame header shows the command that ran, on one line: the file's text, verbatim.
     assert command.split() == query.split()
     assert table == expected
+
+
+# ----------------------------------------------------------------------- the guide
+@pytest.fixture
+def guide_url(loaded_model):
+    """The Browser URL ``weightgraph browser --no-open`` prints for the loaded model; the
+    command serves until the test ends, then gets Ctrl-C and must stop cleanly."""
+    name, _ = loaded_model
+    process = subprocess.Popen(
+        [WEIGHTGRAPH, "browser", "--model", name, "--no-open", "--quiet"],
+        env=cli_environment(), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    printed = b""
+    try:
+        # Raw reads: a buffered readline would keep lines that select() no longer sees.
+        with selectors.DefaultSelector() as sel:
+            sel.register(process.stdout, selectors.EVENT_READ)
+            deadline = time.monotonic() + 180
+            while b"/browser/?cmd=guide&arg=" not in printed or not printed.endswith(b"\n"):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
+                    pytest.fail("weightgraph browser printed no Browser URL:\n"
+                                + (printed + process.stderr.read()).decode(), pytrace=False)
+                if sel.select(timeout=1):
+                    printed += os.read(process.stdout.fileno(), 65536)
+        yield next(line for line in printed.decode().splitlines()
+                   if "/browser/?cmd=guide&arg=" in line).strip()
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise
+    assert process.returncode == 0, process.stderr.read().decode()
+
+
+def drawer(browser):
+    return browser.find_element(*by_testid("guidesDrawer"))
+
+
+def run_block(browser, block, finished, what: str, timeout: float = UI_TIMEOUT_S):
+    """Click ``block``'s play icon (a guide's runnable block) and return the new frame once
+    ``finished(frame)`` holds: new frames go on top of the stream."""
+    before = len(browser.find_elements(*by_testid("frame")))
+    command = block.text.strip()
+    block.find_element(By.CSS_SELECTOR, "i.fa-play-circle-o").click()
+
+    def new_frame(browser):
+        frames = browser.find_elements(*by_testid("frame"))
+        if len(frames) <= before:
+            return False
+        top = frames[0]
+        shown = top.find_elements(*by_testid("frameCommand"))
+        if not shown or shown[0].text.split() != command.split():
+            return False
+        return top if finished(top) else False
+
+    return wait_until(browser, new_frame, what, timeout)
+
+
+def completed(frame) -> bool:
+    bar = frame.find_elements(*by_testid("frameStatusbar"))
+    return bool(bar) and "completed" in bar[0].text.lower()
+
+
+def js_number(value: float) -> str:
+    """A float as Neo4j Browser's table shows it: JavaScript's Number#toString, with '.0'
+    after whole numbers."""
+    if math.isnan(value) or math.isinf(value):
+        return {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[repr(value)]
+    sign, digits, exponent = Decimal(repr(value)).as_tuple()
+    digits = "".join(map(str, digits)).lstrip("0") or "0"
+    point = len(digits) + exponent  # the decimal point sits after this many digits
+    if value == int(value) and abs(value) < 1e21:
+        text = str(int(abs(value))) + ".0"
+    elif 0 < point <= 21:
+        text = digits[:point] + "." + digits[point:]
+    elif -6 < point <= 0:
+        text = "0." + "0" * -point + digits
+    else:
+        text = (digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+                + f"e{'+' if point - 1 >= 0 else '-'}{abs(point - 1)}")
+    return ("-" if sign and value != 0 else "") + text
+
+
+def browser_cell(value) -> str:
+    """A driver value as the Browser's table cell shows it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return js_number(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(browser_cell(v) for v in value) + "]"
+    raise TypeError(f"no Browser cell format for {type(value).__name__}")
+
+
+def degree_class(degree: int) -> str:
+    """The style file's degree class holding ``degree`` (read from its rule names)."""
+    for key in STYLE:
+        name = key.removeprefix("node.Degree")
+        if key.startswith("node.Degree"):
+            if name.endswith("plus") and degree >= int(name.removesuffix("plus")):
+                return key
+            low, _, high = name.partition("to")
+            if high and int(low) <= degree <= int(high):
+                return key
+    raise AssertionError(f"no degree class for {degree}")
+
+
+def test_weightgraph_guide_in_neo4j_browser(chrome, loaded_model, guide_url, graph_db,
+                                            tmp_path):
+    name, _ = loaded_model
+    database = setting("NEO4J_DATABASE")
+    assert guide_url.startswith(f"http://{urlsplit(setting('NEO4J_URI')).hostname}:"
+                                f"{setting('NEO4J_HTTP_PORT', '7474')}/browser/?cmd=guide&arg=")
+    chrome.get(guide_url)
+    # The guide opens in the sidebar before anyone logs in (its host, localhost, is on the
+    # Browser's built-in allowlist).
+    wait_until(chrome, lambda b: f"weightgraph: {name}" in drawer(b).text,
+               "the weightgraph guide in the sidebar")
+    connect(chrome, setting("NEO4J_URI", "bolt://127.0.0.1:7687"),
+            setting("NEO4J_USER", "neo4j"), setting("NEO4J_PASSWORD"), database)
+
+    style = run_block(chrome, drawer(chrome).find_element(By.CSS_SELECTOR, "pre[data-style]"),
+                      lambda f: "node.Conv" in f.text, "the :style frame")
+    assert '"{layer}:{index}"' in style.text  # the caption survived the Browser's parser
+    chrome.save_screenshot(str(tmp_path / "first_slide.png"))
+
+    # The first three query blocks, slide by slide, each after its slide's :param block.
+    compared: list[str] = []
+    for _ in range(12):
+        for block in drawer(chrome).find_elements(By.CSS_SELECTOR, "pre[data-query]"):
+            query_name = block.get_attribute("data-query")
+            params_block = drawer(chrome).find_element(
+                By.CSS_SELECTOR, f'pre[data-params="{query_name}"]')
+            frame = run_block(chrome, params_block,
+                              lambda f: "Successfully set your parameters" in f.text,
+                              f"the :param frame of {query_name}")
+            params = json.loads(frame.find_element(*by_testid("rawParamData")).text)
+            assert params["model"] == name
+            frame = run_block(chrome, block, completed, f"the {query_name} result")
+            table = wait_until(chrome, lambda b, f=frame: read_table(f) or False,
+                               f"the {query_name} table")
+            query = (REPO_ROOT / "queries" / f"{query_name}.cypher").read_text()
+            result = graph_db.execute_query(query, params, database_=database)
+            expected = [{key: browser_cell(r[key]) for key in result.keys}
+                        for r in result.records]
+            assert expected, f"{query_name} answers no row: the comparison would prove little"
+            assert list(table[0]) == result.keys, query_name
+            assert sorted(map(list, map(dict.values, table))) == \
+                sorted(map(list, map(dict.values, expected))), query_name
+            chrome.save_screenshot(str(tmp_path / f"{len(compared)}_{query_name}.png"))
+            compared.append(query_name)
+        if len(compared) >= 3:
+            break
+        chrome.find_element(*by_testid("guideNextSlide")).click()
+    assert compared[0] == "model_summary" and len(compared) == 3, compared
+
+    # The styled graph of a small cone: the cone_graph slide.
+    for _ in range(30):
+        cone = drawer(chrome).find_elements(By.CSS_SELECTOR, 'pre[data-query="cone_graph"]')
+        if cone:
+            break
+        chrome.find_element(*by_testid("guideNextSlide")).click()
+    frame = run_block(chrome, drawer(chrome).find_element(
+        By.CSS_SELECTOR, 'pre[data-params="cone_graph"]'),
+        lambda f: "Successfully set your parameters" in f.text, "the cone_graph :param frame")
+    params = json.loads(frame.find_element(*by_testid("rawParamData")).text)
+    cone_query = (REPO_ROOT / "queries" / "cone_graph.cypher").read_text()
+    records = graph_db.execute_query(cone_query, params, database_=database).records
+    nodes = {n.element_id: n for r in records for n in r["path"].nodes}
+    # The Browser names a drawn node by its internal id; its degree is counted here.
+    expected = {str(r["nid"]): (nodes[r["e"]], r["degree"]) for r in graph_db.execute_query(
+        "MATCH (n) WHERE elementId(n) IN $ids "
+        "RETURN elementId(n) AS e, id(n) AS nid, COUNT { (n)--() } AS degree",
+        ids=list(nodes), database_=database).records}
+    assert {n["layer"] for n, _ in expected.values()} == {"pool", "conv", "image"}
+
+    # A graph result's status bar counts nodes instead of saying "completed".
+    frame = run_block(chrome, cone[0], lambda f: f.find_elements(By.CSS_SELECTOR, "svg g.node"),
+                      "the cone_graph result", GRAPH_TIMEOUT_S)
+
+    def drawn(browser):
+        found = frame.find_elements(By.CSS_SELECTOR, "svg g.node")
+        ids = {g.get_attribute("aria-label").removeprefix("graph-node") for g in found}
+        return found if ids == set(expected) else False
+
+    found = wait_until(chrome, drawn, f"the cone's {len(expected)} neurons drawn",
+                       timeout=GRAPH_TIMEOUT_S)
+    for g in found:
+        node, degree = expected[g.get_attribute("aria-label").removeprefix("graph-node")]
+        circle = g.find_element(By.CSS_SELECTOR, "circle.b-outline")
+        kind_colour = STYLE[f"node.{KIND_OF[node['layer']]}"]["color"]
+        assert circle.get_attribute("fill").upper() == kind_colour.upper(), dict(node)
+        diameter = STYLE[degree_class(degree)]["diameter"]
+        assert float(circle.get_attribute("r")) == int(diameter.removesuffix("px")) / 2, \
+            dict(node)
+        caption = "".join(t.get_attribute("textContent") for t in
+                          g.find_elements(By.CSS_SELECTOR, "text.caption"))
+        shown = caption.replace(" ", "").rstrip("…")
+        assert shown and f"{node['layer']}:{node['index']}".startswith(shown), caption
+    # The picture (docs/browser_guide.png is one): without the product-analytics banner and
+    # the overview panel, once the force layout has settled.
+    banner = ("//span[starts-with(normalize-space(.), 'To help make Neo4j Browser better')]"
+              "/following-sibling::span")
+    for close in chrome.find_elements(By.XPATH, banner):
+        close.click()
+    for collapse in frame.find_elements(
+            By.CSS_SELECTOR, 'button[aria-label="Collapse the node properties display"]'):
+        collapse.click()
+    time.sleep(5)
+    chrome.execute_script("arguments[0].scrollIntoView(true);", frame)
+    screenshot = tmp_path / "cone_graph.png"
+    assert chrome.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 0

@@ -62,10 +62,10 @@ def _run(bin_dir: Path, work: Path, *args: str, env=None) -> subprocess.Complete
 
 
 def _files_read_at_run_time() -> set[str]:
-    """What the package reads besides its modules: every named query, the queries README and
-    the lock of the local server's jars."""
+    """What the package reads besides its modules: every named query, the queries README,
+    the Neo4j Browser style and the lock of the local server's jars."""
     return {f"loader/named_queries/{p.name}" for p in (REPO / "queries").iterdir()
-            if p.suffix in (".cypher", ".md")} | {"loader/neo4j/jars.lock"}
+            if p.suffix in (".cypher", ".md", ".grass")} | {"loader/neo4j/jars.lock"}
 
 
 def test_the_wheel_and_the_sdist_hold_every_file_read_at_run_time(built):

@@ -33,7 +33,7 @@ from loader.graph.forward import execute_arrays, execute_networkx
 from loader.graph.neuron_graph import NeuronGraph
 from loader.graph.trace import trace
 from loader.graph.trace_set import trace_set
-from loader.keras.input_sets import read_input_set
+from loader.input_sets import read_input_set
 from loader.sinks.networkx import to_networkx
 
 TOLERANCE = 1e-7  # float64 on both sides (Keras keeps a few float32 constants: GELU, ...)
@@ -422,7 +422,7 @@ def test_every_kind_of_set_reads_the_same_inputs(digits, tmp_path):
 
 
 def test_a_directory_of_images_is_read_like_one_image_each(digits, tmp_path):
-    from loader.keras.inputs import read_input
+    from loader.inputs import read_input
 
     _, g, x, _ = digits
     for j, a in enumerate(x[:5]):

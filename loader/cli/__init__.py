@@ -5,7 +5,7 @@ known errors (:class:`loader.errors.WeightgraphError`) into one line on stderr a
 One module per command family: :mod:`.graph` (plan, export), :mod:`.neo4j` (ping, load,
 verify, delete), :mod:`.analysis` (query, pull, analyze, sql), :mod:`.gds` (gds),
 :mod:`.trace` (trace),
-:mod:`.server`, :mod:`.demo`.
+:mod:`.browser` (browser), :mod:`.server`, :mod:`.demo`.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ def main():
 
 def _register_commands():
     from .analysis import analyze, pull, query, sql
+    from .browser import browser
     from .demo import demo
     from .gds import gds_command
     from .graph import export, plan
@@ -65,7 +66,7 @@ def _register_commands():
     from .trace import trace_group
 
     for command in (plan, export, ping, load_command, verify_command, delete_command, demo,
-                    query, pull, analyze, sql, gds_command, trace_group, server):
+                    query, pull, analyze, sql, gds_command, trace_group, browser, server):
         main.add_command(command)
 
 
