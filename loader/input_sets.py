@@ -37,7 +37,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..errors import one_line
+from .errors import one_line
 from .inputs import IMAGE_SUFFIXES, PREPROCESS, InputFileError, preprocess, read_input
 
 __all__ = ["InputSet", "read_input_set", "array_set", "SET_SUFFIXES"]
