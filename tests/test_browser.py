@@ -449,8 +449,9 @@ def test_weightgraph_guide_in_neo4j_browser(chrome, loaded_model, guide_url, gra
                                             tmp_path):
     name, _ = loaded_model
     database = setting("NEO4J_DATABASE")
-    assert guide_url.startswith(f"http://{urlsplit(setting('NEO4J_URI')).hostname}:"
-                                f"{setting('NEO4J_HTTP_PORT', '7474')}/browser/?cmd=guide&arg=")
+    host = urlsplit(setting("NEO4J_URI", "bolt://127.0.0.1:7687")).hostname
+    assert guide_url.startswith(f"http://{host}:{setting('NEO4J_HTTP_PORT', '7474')}"
+                                "/browser/?cmd=guide&arg=")
     chrome.get(guide_url)
     # The guide opens in the sidebar before anyone logs in (its host, localhost, is on the
     # Browser's built-in allowlist).

@@ -158,7 +158,7 @@ def test_a_bug_in_a_builder_propagates_with_its_traceback(monkeypatch):
 
 
 # What the README's Python API section shows each public name to be; the rest are functions.
-API_CLASSES = {"NeuronGraph", "ChannelGraph", "EdgeBatch", "NodeBatch", "Trace", "Settings",
+API_CLASSES = {"NeuronGraph", "ChannelGraph", "EdgeBatch", "NodeBatch", "Trace", "TraceSet", "Settings",
                "Database"}
 API_MODULES = {"gds": ("run", "project")}  # loader.gds.run(...), loader.gds.project(...)
 

@@ -190,7 +190,8 @@ class NeuronGraph:
             layer = {"name": s.name, "index": s.index, "class_name": s.class_name,
                      "kind": s.kind, "op": s.op, "output_shape": s.output_shape,
                      "neurons": s.neurons, "edges": s.edges, "offset": s.offset}
-            if s.channel_axis == 0:  # channels-first (ONNX NCHW); absent means the last axis
+            if s.channel_axis == 0 and len(s.output_shape) > 1:
+                # channels-first (ONNX NCHW); absent means the last axis
                 layer["channel_axis"] = 0
             layers.append(layer)
         data = {"name": self.name, "selection": self.selection, "layers": layers}

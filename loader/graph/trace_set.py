@@ -727,7 +727,7 @@ class TraceSetGraph(NeuronGraph):
 
     def __init__(self, ts: TraceSet, effective: bool = False, min_rate: float = 0.0):
         base = ts.graph
-        super().__init__(base.keras_model, base.entries, name=base.name)
+        super().__init__(base.entries, name=base.name, source=base.source, format=base.format)
         self.trace_set, self.effective, self.min_rate = ts, effective, float(min_rate)
         self._full_edges = base._full_edges
         self.selection = base.selection

@@ -14,6 +14,7 @@ last axis, as Keras's Dense does.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -572,11 +573,10 @@ def _fold_activation(conv, node, x, name: str) -> bool:
 
 
 def _rename(conv, entry, new_name: str, layout):
-    from .reader import Value
-
-    del conv.values[entry.name]
+    old = conv.values.pop(entry.name)
     entry.name = new_name
-    conv.values[new_name] = Value(ids=entry.output, entry=entry, layout=layout)
+    conv.values[new_name] = dataclasses.replace(old, ids=entry.output, entry=entry,
+                                                layout=layout)
 
 
 def build_prelu(conv, node):
