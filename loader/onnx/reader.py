@@ -246,14 +246,18 @@ class Converter:
         helper = self.onnx.helper
         attrs = {k: v for k, v in node.attrs.items()}
         proto_node = helper.make_node(node.op_type, ins, node.outputs, **_attr_args(attrs))
+        # Inside a function of the model's opset: a lone node would be read at the newest
+        # opset (Unsqueeze-11's axes attribute, say, is an input from opset 13 on).
+        function = helper.make_function(
+            "weightgraph.fold", "fold", [i for i in ins if i], [o for o in node.outputs if o],
+            [proto_node], [helper.make_opsetid("", self.opset)])
         try:
-            ref = ReferenceEvaluator(proto_node)
-            outs = ref.run(None, feeds)
+            ref = ReferenceEvaluator(function)
+            outs = ref.run(None, feeds, attributes={})
         except Exception as exc:
             raise Unsupported(f"cannot evaluate it on constants ({one_line(exc)})") from None
-        for name, arr in zip(node.outputs, outs):
-            if name:
-                self.values[name] = Value(const=np.asarray(arr))
+        for name, arr in zip([o for o in node.outputs if o], outs, strict=True):
+            self.values[name] = Value(const=np.asarray(arr))
 
     # ------------------------------------------------------------------ for builders
     def value(self, name: str) -> Value:
