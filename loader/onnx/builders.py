@@ -185,8 +185,9 @@ def build_conv_transpose(conv, node):
             if total < 0:
                 raise Unsupported(f"output_shape {want} is larger than the transposed "
                                   f"convolution gives ({full})")
-            # ONNX: SAME_UPPER puts the odd padding at the beginning for ConvTranspose.
-            pb = total // 2 if auto_pad != "SAME_UPPER" else total - total // 2
+            # ONNX (and onnxruntime 1.32, checked): SAME_UPPER puts the odd padding at the
+            # end; SAME_LOWER and an explicit output_shape put it at the beginning.
+            pb = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
             o = want
         else:
             pb = 0 if auto_pad == "VALID" else pads[a]
