@@ -377,8 +377,16 @@ def build_resize(conv, node):
     mode = node.attrs.get("mode", "nearest")
     ctm = node.attrs.get("coordinate_transformation_mode",
                          "asymmetric" if node.op_type == "Upsample" else "half_pixel")
-    if node.attrs.get("axes") is not None:
-        raise Unsupported("the axes attribute")
+    if node.attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch" and sizes is not None:
+        raise Unsupported(f"keep_aspect_ratio_policy "
+                          f"{node.attrs['keep_aspect_ratio_policy']!r} (only 'stretch')")
+    axes = node.attrs.get("axes")
+    if axes is not None:  # opset 18: scales or sizes of these axes only, the rest kept
+        axes = [_batch_axis(int(a), len(full)) + 1 for a in axes]
+        if sizes is not None:
+            sizes = _on_axes(full, axes, sizes)
+        if scales is not None:
+            scales = _on_axes([1.0] * len(full), axes, scales)
     if sizes is not None:
         out_full = [int(s) for s in np.asarray(sizes).reshape(-1)]
         scales_f = [o / i for o, i in zip(out_full, full)]
@@ -418,6 +426,13 @@ def build_resize(conv, node):
                     groups=shape[0], kernel=None, channels_first=True,
                     params={"mode": mode, "coordinate_transformation_mode": ctm})
     conv.add_neurons(node, op, layout="first")
+
+
+def _on_axes(base, axes, values) -> list:
+    out = list(base)
+    for a, v in zip(axes, np.asarray(values).reshape(-1).tolist(), strict=True):
+        out[a] = v
+    return out
 
 
 def _source_coordinate(o: np.ndarray, n_in: int, n_out: int, scale: float, ctm: str):
