@@ -695,14 +695,19 @@ def build_identity(conv, node):
     conv.add_alias(node, x.ids, layout=x.layout)
 
 
-_FLOAT_TYPES = (1, 10, 11, 16)  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
+_WIDE_FLOAT_TYPES = (1, 11)  # FLOAT, DOUBLE
 
 
 def build_cast(conv, node):
-    """A cast between float types changes no value the graph computes in float64."""
+    """A cast to float32 or float64 changes no value of a float32 model (the graph computes
+    in float64); a cast to float16, bfloat16 or an integer rounds, which no neuron does."""
     x = conv.activation(node.inputs[0])
-    if int(node.attrs.get("to", 0)) not in _FLOAT_TYPES:
-        raise Unsupported("casts an activation to a non-float type")
+    to = int(node.attrs.get("to", 0))
+    if to not in _WIDE_FLOAT_TYPES:
+        import onnx
+
+        raise Unsupported(f"casts an activation to {onnx.TensorProto.DataType.Name(to)}, "
+                          "which rounds its values (only FLOAT and DOUBLE are exact)")
     conv.add_alias(node, x.ids, layout=x.layout)
 
 
