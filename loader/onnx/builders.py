@@ -518,12 +518,21 @@ _SIMPLE_ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh",
                        "Exp": "exponential", "Mish": "mish"}
 
 
+def _num32(x) -> str:
+    """A float32 parameter as its shortest text: ``0.1``, not ``0.10000000149011612`` (the
+    float32 nearest 0.1 widened to float64); it reads back as the same float32."""
+    if not np.isfinite(x):
+        return activations.num(x)
+    return activations.num(float(np.format_float_positional(np.float32(x), unique=True,
+                                                             trim="-")))
+
+
 def _activation_name(conv, node) -> str:
     """The contract name of an activation node (parameters after colons)."""
     t = node.op_type
     if t in _SIMPLE_ACTIVATIONS:
         return _SIMPLE_ACTIVATIONS[t]
-    num = activations.num
+    num = _num32
     if t == "LeakyRelu":
         return f"leaky_relu:{num(node.attrs.get('alpha', 0.01))}"
     if t == "Elu":
@@ -601,7 +610,7 @@ def build_prelu(conv, node):
     shape = x.ids.shape
     if np.broadcast_shapes(np.shape(slope), shape) != shape:
         raise Unsupported(f"slope of shape {np.shape(slope)} does not broadcast to {shape}")
-    names = np.vectorize(lambda a: f"leaky_relu:{activations.fmt(a)}", otypes=[object])(
+    names = np.vectorize(lambda a: f"leaky_relu:{_num32(a)}", otypes=[object])(
         np.asarray(slope, dtype=np.float32))
     _elementwise(conv, node, [x.ids], [1.0], out_shape=shape, layout=x.layout,
                  activation=names)
