@@ -591,6 +591,11 @@ def _fold_activation(conv, node, x, name: str) -> bool:
             or getattr(op, "_activation_array", None) is not None
             or conv.single_consumer(entry.name) is not node or entry.output is not x.ids):
         return False
+    if name in ("softmax", "log_softmax") and tuple(op.out_shape) != tuple(x.ids.shape):
+        # Softmax normalises over the last axis of the neurons' own shape: a layer that
+        # shows its neurons reshaped (ReduceMean with keepdims=0: (C, 1, 1) as (C,)) keeps
+        # its values, and the softmax becomes a layer of its own.
+        return False
     op._activation = name
     _rename(conv, entry, node.outputs[0], x.layout)
     return True
