@@ -121,7 +121,8 @@ def test_pool_matches_onnxruntime(op, case, opset):
 
 
 @pytest.mark.parametrize("case", ["3x3_stride2_pads", "asymmetric_pads", "ceil_mode_pads",
-                                  "ceil_mode_last_window_in_padding", "1d"])
+                                  "ceil_mode_last_window_in_padding", "1d", "same_upper",
+                                  "same_lower"])
 def test_average_pool_count_include_pad_matches_onnxruntime(case):
     shape, attrs = POOL_CASES[case]
     b = ModelBuilder(17)
@@ -283,6 +284,22 @@ def test_activation_matches_onnxruntime(case, after):
         assert [e.name for e in g.entries if e.kind == "neurons"] == [y]
 
 
+@pytest.mark.parametrize("reader", ["graph_output", "second_reader"])
+@pytest.mark.parametrize("op", ["Relu", "Add"])
+def test_layer_read_elsewhere_keeps_its_values_matches_onnxruntime(op, reader):
+    """An activation or a bias folds into the layer before it only when nothing else reads
+    that layer's tensor."""
+    b = ModelBuilder(13)
+    c = conv_then(b)
+    y = b.node(op, [c] + ([b.weight(4, 1, 1)] if op == "Add" else []))
+    if reader == "graph_output":
+        model = b.model({"x": (3, 5, 6)}, [y, c])
+    else:
+        model = b.model({"x": (3, 5, 6)}, [b.node("Sub", [y, b.node("Sigmoid", [c])])])
+    g = assert_matches_ort(model)
+    assert c in {e.name for e in g.entries}
+
+
 def test_activation_names_follow_the_contract():
     b = ModelBuilder()
     t = b.node("LeakyRelu", ["x"], alpha=0.1)
@@ -313,6 +330,12 @@ def test_clip_with_bounds_as_inputs_matches_onnxruntime(case, opset):
     assert_matches_ort(b.model({"x": (3, 5, 5)}, [y]))
 
 
+def test_clip_with_bounds_as_attributes_matches_onnxruntime():
+    b = ModelBuilder(10)  # min and max are attributes before opset 11
+    y = b.node("Clip", [conv_then(b)], min=-0.5, max=0.5)
+    assert_matches_ort(b.model({"x": (3, 5, 6)}, [y]))
+
+
 def test_clip_bounds_from_constant_nodes_matches_onnxruntime():
     b = ModelBuilder(13)
     lo = b.node("Constant", [], value=helper.make_tensor("v", TensorProto.FLOAT, [], [0.0]))
@@ -338,6 +361,17 @@ def test_softmax_over_last_axis_matches_onnxruntime(opset, shape, axis):
     src = b.node("Gemm", ["x", b.weight(5, 5)], transB=1) if len(shape) == 1 else "x"
     y = b.node("Softmax", [src], **({} if axis is None else {"axis": axis}))
     assert_matches_ort(b.model({"x": shape}, [y]))
+
+
+@pytest.mark.parametrize("layout", ["first", "last"])
+def test_softmax_after_reduce_mean_without_keepdims_matches_onnxruntime(layout):
+    """The pooled neurons have shape (C, 1, 1) and show as (C,): the softmax runs over C."""
+    b = ModelBuilder(13)
+    c = conv_then(b)
+    if layout == "last":
+        c = b.node("Transpose", [c], perm=[0, 2, 3, 1])
+    r = b.node("ReduceMean", [c], axes=[2, 3] if layout == "first" else [1, 2], keepdims=0)
+    assert_matches_ort(b.model({"x": (3, 5, 6)}, [b.node("Softmax", [r])]))
 
 
 @pytest.mark.parametrize("opset, axis", [(13, 1), (11, None), (13, 2)])
@@ -588,6 +622,45 @@ def test_pad_with_negative_pads_crops_as_onnxruntime_does():
     assert_matches_ort(b.model({"x": (3, 5, 6)}, [b.node("Relu", [p])]))
 
 
+PAD_READERS = ["MaxPool", "AveragePool", "GlobalMaxPool", "Max", "Sigmoid", "Add_const",
+               "PRelu", "BatchNormalization", "Resize_linear", "Gemm"]
+
+
+@pytest.mark.parametrize("reader", PAD_READERS)
+def test_zero_padding_read_by_other_operators_matches_onnxruntime(reader):
+    """The padding zeros are no neurons: every kind of reader must see them as 0."""
+    b = ModelBuilder(13)
+    p = b.node("Pad", [conv_then(b), b.ints([0, 0, 1, 1, 0, 0, 1, 2])])  # (4, 7, 9)
+    if reader in ("MaxPool", "AveragePool"):
+        y = b.node(reader, [p], kernel_shape=[3, 3], strides=[2, 2])
+    elif reader == "Max":
+        q = b.node("Pad", [b.node("Relu", [conv_then(b)]), b.ints([0, 0, 1, 1, 0, 0, 1, 2])])
+        y = b.node("Max", [p, q])
+    elif reader == "Add_const":
+        y = b.node("Add", [p, b.weight(4, 1, 1)])
+    elif reader == "PRelu":
+        y = b.node("PRelu", [p, b.weight(4, 1, 1)])
+    elif reader == "BatchNormalization":
+        y = b.node(reader, [p] + _bn_inputs(b, 4))
+    elif reader == "Resize_linear":
+        y = b.node("Resize", [p, "", b.const([1, 1, 2, 2])], mode="linear")
+    elif reader == "Gemm":
+        y = b.node("Gemm", [b.node("Flatten", [p]), b.weight(4 * 7 * 9, 3)])
+    else:
+        y = b.node(reader, [p])
+    assert_matches_ort(b.model({"x": (3, 5, 6)}, [y]))
+
+
+def test_product_with_zero_padding_is_refused():
+    b = ModelBuilder(13)
+    p = b.node("Pad", [conv_then(b), b.ints([0, 0, 1, 1, 0, 0, 1, 1])])
+    q = b.node("Pad", [b.node("Relu", [conv_then(b)]), b.ints([0, 0, 1, 0, 0, 0, 1, 2])])
+    y = b.node("Mul", [p, q])
+    msg = refusal(b.model({"x": (3, 5, 6)}, [y]))
+    assert msg.endswith("(Mul) cannot be expressed as a neuron graph: product over constant "
+                        "zero padding cannot be expressed")
+
+
 @pytest.mark.parametrize("mode, value, why", [
     ("constant", 1.5, "non-zero padding value"), ("reflect", None, "mode 'reflect'"),
     ("edge", None, "mode 'edge'")])
@@ -605,7 +678,8 @@ def test_identity_dropout_and_cast_match_onnxruntime(opset):
     i = b.node("Identity", [conv_then(b)])
     d = b.node("Dropout", [i]) if opset < 12 else b.node("Dropout", [i, b.const(0.3)])
     c = b.node("Cast", [d], to=TensorProto.FLOAT)
-    y = b.node("Relu", [c])
+    wide = b.node("Relu", [b.node("Cast", [c], to=TensorProto.DOUBLE)])
+    y = b.node("Cast", [wide], to=TensorProto.FLOAT)
     assert_matches_ort(b.model({"x": (3, 5, 6)}, [y]))
 
 
@@ -746,17 +820,25 @@ def test_resize_of_the_channel_axis_is_refused():
     assert "resizes the batch or the channel axis" in refusal(b.model({"x": (3, 4, 5)}, [y]))
 
 
-def test_upsample_matches_onnxruntime():
-    b = ModelBuilder(9)
-    y = b.node("Upsample", [conv_then(b), b.const([1, 1, 2, 2])], mode="nearest")
+@pytest.mark.parametrize("mode", ["nearest", "linear"])
+def test_upsample_matches_onnxruntime(mode):
+    b = ModelBuilder(9)  # Upsample is deprecated from opset 10 (Resize)
+    y = b.node("Upsample", [conv_then(b), b.const([1, 1, 2, 3])], mode=mode)
     assert_matches_ort(b.model({"x": (3, 4, 5)}, [y]))
 
 
-def test_resize_cubic_is_refused():
-    b = ModelBuilder(13)
-    y = b.node("Resize", [conv_then(b), "", b.const([1, 1, 2, 2])], mode="cubic")
-    msg = refusal(b.model({"x": (3, 4, 5)}, [y]))
-    assert "(Resize)" in msg and "cubic" in msg
+@pytest.mark.parametrize("attrs, why", [
+    (dict(mode="linear", antialias=1), "antialias"),
+    (dict(mode="linear", coordinate_transformation_mode="tf_crop_and_resize"),
+     "coordinate_transformation_mode 'tf_crop_and_resize'"),
+    (dict(mode="cubic"), "mode 'cubic' (nearest and linear are supported)")])
+def test_resize_that_is_not_exact_is_refused(attrs, why):
+    b = ModelBuilder(18)
+    roi = b.const([0, 0, 0.1, 0.1, 1, 1, 0.9, 0.9]) if "tf_crop" in str(attrs) else ""
+    b.node("Resize", [conv_then(b), roi, b.const([1, 1, 0.5, 0.5])], **attrs)
+    msg = refusal(b.model({"x": (3, 6, 6)}, [b.nodes[-1].output[0]]))
+    assert msg == (f"layer {b.nodes[-1].name!r} (Resize) cannot be expressed as a neuron graph: "
+                   f"{why}")
 
 
 # ----------------------------------------------------------------------------- networks
