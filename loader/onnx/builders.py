@@ -369,14 +369,20 @@ def build_resize(conv, node):
         if scales is None:
             scales = conv.constant(node, 1, "scales")
         sizes = None
+    elif conv.opset < 11:  # Resize-10: (X, scales)
+        scales = conv.constant(node, 1, "scales")
+        sizes = None
     else:
         scales = conv.constant(node, 2, "scales", required=False)
         sizes = conv.constant(node, 3, "sizes", required=False)
         if scales is not None and np.asarray(scales).size == 0:
             scales = None
     mode = node.attrs.get("mode", "nearest")
+    # Upsample and Resize-10 have no coordinate attributes: onnxruntime reads them as
+    # asymmetric, nearest rounding down (up when shrinking), checked against its output.
+    legacy = node.op_type == "Upsample" or conv.opset < 11
     ctm = node.attrs.get("coordinate_transformation_mode",
-                         "asymmetric" if node.op_type == "Upsample" else "half_pixel")
+                         "asymmetric" if legacy else "half_pixel")
     if node.attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch" and sizes is not None:
         raise Unsupported(f"keep_aspect_ratio_policy "
                           f"{node.attrs['keep_aspect_ratio_policy']!r} (only 'stretch')")
@@ -399,10 +405,12 @@ def build_resize(conv, node):
         raise Unsupported("resizes the batch or the channel axis")
     out_shape = tuple(out_full[1:])
     if mode == "nearest":
-        nearest_mode = node.attrs.get("nearest_mode", "floor" if node.op_type == "Upsample"
-                                      else "round_prefer_floor")
+        def rounding(scale):
+            if legacy:
+                return "ceil" if scale < 1 else "floor"
+            return node.attrs.get("nearest_mode", "round_prefer_floor")
         maps = [_nearest_index(shape[1 + a], out_shape[1 + a], scales_f[2 + a], ctm,
-                               nearest_mode) for a in range(len(shape) - 1)]
+                               rounding(scales_f[2 + a])) for a in range(len(shape) - 1)]
 
         def pick(arr):
             for a, m in enumerate(maps):
