@@ -795,6 +795,9 @@ def build_squeeze(conv, node):
         axes = conv.constant(node, 1, "axes")
     shape = list(x.ids.shape)
     if axes is None:
+        if conv.fixed_batch == 1:
+            raise Unsupported("without axes it squeezes every axis of size 1, the model's "
+                              "batch axis (fixed at 1) included")
         keep = [s for s in shape if s != 1]
     else:
         drop = {_batch_axis(int(a), rank) for a in np.asarray(axes).reshape(-1)}

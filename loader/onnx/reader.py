@@ -119,6 +119,7 @@ class Converter:
         self.entries: list[Entry] = []
         self.alloc = IdAllocator()
         self.batch = 1
+        self.fixed_batch: int | None = None  # the input's batch size when the model fixes it
         graph = proto.graph
         for init in graph.initializer:
             self.values[init.name] = Value(const=numpy_helper.to_array(init))
@@ -158,7 +159,7 @@ class Converter:
             if not dims:
                 raise ModelLoadError(f"input {inp.name!r} has no batch axis")
             if dims[0] is not None:
-                self.batch = dims[0]
+                self.batch = self.fixed_batch = dims[0]
             shape = dims[1:]
             if input_shape is not None:
                 given = tuple(int(s) for s in input_shape)
