@@ -102,17 +102,19 @@ class ModelBuilder:
 
 
 def random_feeds(model: onnx.ModelProto, shapes: dict | None = None, seed: int = 1) -> dict:
-    """A batch of ``BATCH`` standard-normal float32 inputs per graph input (``shapes`` gives
-    the unbatched shape where the model's is dynamic)."""
+    """A batch of standard-normal float32 inputs per graph input: ``BATCH`` samples, or the
+    model's fixed batch size (``shapes`` gives the unbatched shape where the model's is
+    dynamic)."""
     rng = np.random.default_rng(seed)
     inits = {i.name for i in model.graph.initializer}
     feeds = {}
     for inp in model.graph.input:
         if inp.name in inits:
             continue
-        dims = [d.dim_value for d in inp.type.tensor_type.shape.dim][1:]
-        shape = tuple((shapes or {}).get(inp.name, dims))
-        feeds[inp.name] = rng.normal(size=(BATCH,) + shape).astype(np.float32)
+        dims = [d.dim_value for d in inp.type.tensor_type.shape.dim]
+        shape = tuple((shapes or {}).get(inp.name, dims[1:]))
+        batch = dims[0] or BATCH  # a fixed batch size, or two samples
+        feeds[inp.name] = rng.normal(size=(batch,) + shape).astype(np.float32)
     return feeds
 
 

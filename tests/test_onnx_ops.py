@@ -604,6 +604,24 @@ def test_squeeze_and_unsqueeze_match_onnxruntime(opset):
     assert_matches_ort(b.model({"x": (3, 5, 6)}, [y]))
 
 
+def test_squeeze_in_a_batch_of_one_model_matches_onnxruntime():
+    b = ModelBuilder(13)
+    g = b.node("GlobalAveragePool", [conv_then(b)])
+    y = b.node("Relu", [b.node("Squeeze", [g, b.ints([2, 3])])])
+    assert_matches_ort(b.model({"x": (3, 5, 6)}, [y], batch=1))
+
+
+def test_squeeze_without_axes_in_a_batch_of_one_model_is_refused():
+    """onnxruntime drops the batch axis too there: the graph's (per-sample) shape would not
+    be the tensor's."""
+    b = ModelBuilder(13)
+    y = b.node("Squeeze", [b.node("GlobalAveragePool", [conv_then(b)])])
+    msg = refusal(b.model({"x": (3, 5, 6)}, [b.node("Relu", [y])], batch=1))
+    assert msg == (f"layer {b.nodes[-2].name!r} (Squeeze) cannot be expressed as a neuron "
+                   "graph: without axes it squeezes every axis of size 1, the model's batch "
+                   "axis (fixed at 1) included")
+
+
 @pytest.mark.parametrize("opset", [11, 13, 18])
 def test_pad_with_zeros_matches_onnxruntime(opset):
     b = ModelBuilder(opset)
@@ -821,10 +839,16 @@ def test_resize_of_the_channel_axis_is_refused():
 
 
 @pytest.mark.parametrize("mode", ["nearest", "linear"])
-def test_upsample_matches_onnxruntime(mode):
-    b = ModelBuilder(9)  # Upsample is deprecated from opset 10 (Resize)
-    y = b.node("Upsample", [conv_then(b), b.const([1, 1, 2, 3])], mode=mode)
-    assert_matches_ort(b.model({"x": (3, 4, 5)}, [y]))
+@pytest.mark.parametrize("op, opset, scales", [
+    *(("Upsample", 9, s) for s in ([1, 1, 2, 3], [1, 1, 2, 1.5])),  # scales >= 1 only
+    *(("Resize", 10, s) for s in ([1, 1, 2, 3], [1, 1, 2, 1.5], [1, 1, 0.6, 0.5],
+                                  [1, 1, 0.75, 1.7]))], ids=str)
+def test_upsample_and_resize_10_match_onnxruntime(op, opset, scales, mode):
+    """No coordinate attributes before opset 11: asymmetric, nearest rounding down when
+    growing and up when shrinking."""
+    b = ModelBuilder(opset)
+    y = b.node(op, [conv_then(b), b.const(scales)], mode=mode)
+    assert_matches_ort(b.model({"x": (3, 7, 8)}, [y]))
 
 
 @pytest.mark.parametrize("attrs, why", [
