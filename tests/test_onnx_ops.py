@@ -73,8 +73,15 @@ CONV_T_CASES = {
     "output_shape": ((3, 4, 5), (3, 2, 3, 3), dict(strides=[2, 2], output_shape=[8, 11])),
     "output_shape_odd_total": ((3, 4, 5), (3, 2, 3, 3), dict(strides=[2, 2],
                                                              output_shape=[9, 10])),
+    # total padding (2, 1) and (1, 1): odd ones after (upper) or before (lower)
     "same_upper": ((3, 4, 5), (3, 2, 4, 3), dict(strides=[2, 2], auto_pad="SAME_UPPER")),
     "same_lower": ((3, 4, 5), (3, 2, 4, 3), dict(strides=[2, 2], auto_pad="SAME_LOWER")),
+    "same_upper_k3": ((3, 4, 5), (3, 2, 3, 3), dict(strides=[2, 2], auto_pad="SAME_UPPER")),
+    "same_lower_k3": ((3, 4, 5), (3, 2, 3, 3), dict(strides=[2, 2], auto_pad="SAME_LOWER")),
+    "same_upper_dilated": ((3, 4, 5), (3, 2, 3, 3), dict(strides=[3, 2], dilations=[2, 1],
+                                                         auto_pad="SAME_UPPER")),
+    "output_shape_with_output_padding": ((3, 4, 5), (3, 2, 3, 3), dict(
+        strides=[2, 2], output_shape=[9, 10], output_padding=[1, 1])),
     "valid": ((3, 4, 5), (3, 2, 3, 3), dict(strides=[2, 2], auto_pad="VALID")),
     "1d": ((3, 6), (3, 2, 3), dict(strides=[2], pads=[1, 0])),
     "3d": ((2, 3, 4, 3), (2, 2, 2, 3, 2), dict(strides=[2, 1, 2])),
@@ -102,8 +109,11 @@ POOL_CASES = {
                                        ceil_mode=1)),
     "ceil_mode_last_window_in_padding": ((3, 6, 6), dict(kernel_shape=[3, 3], strides=[3, 3],
                                                          pads=[1, 1, 1, 1], ceil_mode=1)),
-    "same_upper": ((3, 7, 6), dict(kernel_shape=[3, 2], strides=[2, 2], auto_pad="SAME_UPPER")),
-    "same_lower": ((3, 7, 6), dict(kernel_shape=[3, 2], strides=[2, 2], auto_pad="SAME_LOWER")),
+    # total padding 1 on both axes: the odd one goes after (upper) or before (lower)
+    "same_upper": ((3, 8, 7), dict(kernel_shape=[3, 2], strides=[2, 2], auto_pad="SAME_UPPER")),
+    "same_lower": ((3, 8, 7), dict(kernel_shape=[3, 2], strides=[2, 2], auto_pad="SAME_LOWER")),
+    "same_upper_stride1": ((3, 6, 5), dict(kernel_shape=[4, 2], auto_pad="SAME_UPPER")),
+    "same_lower_stride1": ((3, 6, 5), dict(kernel_shape=[4, 2], auto_pad="SAME_LOWER")),
     "valid": ((3, 7, 6), dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="VALID")),
     "1d": ((3, 9), dict(kernel_shape=[3], strides=[2], pads=[1, 1])),
     "1d_ceil": ((3, 8), dict(kernel_shape=[3], strides=[2], ceil_mode=1)),
@@ -269,6 +279,7 @@ ACTIVATIONS = {
     "Elu": dict(alpha=0.7), "Elu_default": {}, "Selu": {}, "Selu_params": dict(alpha=1.5,
                                                                               gamma=0.9),
     "HardSigmoid": dict(alpha=0.3, beta=0.4), "HardSigmoid_default": {},
+    "Softsign": {}, "Exp": {}, "Mish": {},
 }
 
 
@@ -276,7 +287,7 @@ ACTIVATIONS = {
 @pytest.mark.parametrize("case", ACTIVATIONS, ids=str)
 def test_activation_matches_onnxruntime(case, after):
     op = case.split("_")[0]
-    b = ModelBuilder(14 if op == "HardSwish" else 13)
+    b = ModelBuilder({"HardSwish": 14, "Mish": 18}.get(op, 13))
     src = "x" if after == "input" else conv_then(b)
     y = b.node(op, [src], **ACTIVATIONS[case])
     g = assert_matches_ort(b.model({"x": (3, 5, 6)}, [y]), feeds=None)
@@ -356,10 +367,11 @@ def test_prelu_matches_onnxruntime(slope):
     (11, (5,), 1), (11, (5,), -1), (13, (5,), None), (13, (3, 5), None), (13, (3, 4, 5), -1),
     (11, (3, 4, 5), 3),
 ])
-def test_softmax_over_last_axis_matches_onnxruntime(opset, shape, axis):
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+def test_softmax_over_last_axis_matches_onnxruntime(op, opset, shape, axis):
     b = ModelBuilder(opset)
     src = b.node("Gemm", ["x", b.weight(5, 5)], transB=1) if len(shape) == 1 else "x"
-    y = b.node("Softmax", [src], **({} if axis is None else {"axis": axis}))
+    y = b.node(op, [src], **({} if axis is None else {"axis": axis}))
     assert_matches_ort(b.model({"x": shape}, [y]))
 
 
@@ -505,7 +517,7 @@ def test_flatten_then_gemm_matches_onnxruntime(axis):
 
 
 @pytest.mark.parametrize("target", [[0, -1], [-1, 30], [0, 3, 30], [0, 3, 5, 6, 1], [2, -1],
-                                    [0, 0, -1]],
+                                    [0, 0, -1], [-1, 90]],
                          ids=str)
 def test_reshape_matches_onnxruntime(target):
     b = ModelBuilder()
@@ -934,6 +946,16 @@ def test_unsupported_operator_gives_one_line_naming_the_node(op):
     msg = refusal(model)
     assert msg == (f"layer {node.name!r} ({op}) cannot be expressed as a neuron graph: "
                    "no neuron-graph rule for this operator")
+
+
+def test_unnamed_node_is_named_by_op_type_and_position():
+    b = ModelBuilder(13)
+    y = b.node("Erf", [b.node("Relu", ["x"])])
+    model = b.model({"x": (3, 4)}, [y])
+    for n in model.graph.node:
+        n.name = ""
+    assert refusal(model) == ("layer 'Erf_1' (Erf) cannot be expressed as a neuron graph: no "
+                              "neuron-graph rule for this operator")
 
 
 def test_corrupt_file_gives_one_line(tmp_path):
