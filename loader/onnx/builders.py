@@ -593,12 +593,10 @@ def build_activation(conv, node):
 def _fold_activation(conv, node, x, name: str) -> bool:
     """Give the activation to the neurons that produce ``x`` when nothing else reads their
     pre-activation values; the layer then names the activation's output tensor."""
-    entry = x.entry
-    op = entry.op if entry is not None and entry.kind == "neurons" else None
-    if (op is None or op.op != "sum" or op._activation != "linear"
-            or getattr(op, "_activation_array", None) is not None
-            or conv.single_consumer(entry.name) is not node or entry.output is not x.ids):
+    op = _linear_producer(conv, node, x)
+    if op is None:
         return False
+    entry = x.entry
     if name in ("softmax", "log_softmax") and tuple(op.out_shape) != tuple(x.ids.shape):
         # Softmax normalises over the last axis of the neurons' own shape: a layer that
         # shows its neurons reshaped (ReduceMean with keepdims=0: (C, 1, 1) as (C,)) keeps
@@ -607,6 +605,19 @@ def _fold_activation(conv, node, x, name: str) -> bool:
     op._activation = name
     _rename(conv, entry, node.outputs[0], x.layout)
     return True
+
+
+def _linear_producer(conv, node, x):
+    """The op of the layer that produces ``x`` when ``node`` may fold into it: a weighted sum
+    with no activation (none for the whole layer, none per neuron as PRelu's), read by
+    ``node`` alone and shown as it is."""
+    entry = x.entry
+    op = entry.op if entry is not None and entry.kind == "neurons" else None
+    if (op is None or op.op != "sum" or op._activation != "linear"
+            or getattr(op, "_activation_array", None) is not None
+            or conv.single_consumer(entry.name) is not node or entry.output is not x.ids):
+        return None
+    return op
 
 
 def _rename(conv, entry, new_name: str, layout):
@@ -673,13 +684,12 @@ def _fold_bias(conv, node, x, bias: np.ndarray) -> bool:
     """``linear layer + constant``: add the constant to the layer's bias (MatMul + Add is how
     exporters write a Dense layer) when nothing else reads the layer and the constant is the
     same at every position of a channel."""
-    entry = x.entry
-    op = entry.op if entry is not None and entry.kind == "neurons" else None
-    if (op is None or op.op != "sum" or op._activation != "linear"
-            or conv.single_consumer(entry.name) is not node or entry.output is not x.ids):
+    op = _linear_producer(conv, node, x)
+    if op is None:
         return False
     shape = op.out_shape
-    per = op.by_channel(np.broadcast_to(bias, shape).reshape(-1))
+    # The constant broadcasts against the tensor, which shows the neurons in their order.
+    per = op.by_channel(np.broadcast_to(bias, x.ids.shape).reshape(-1))
     old = op.by_channel(np.broadcast_to(0.0 if op._bias is None else op._bias, shape)
                         .reshape(-1))
     if not ((per == per[0]).all() and (old == old[0]).all()):
@@ -688,7 +698,7 @@ def _fold_bias(conv, node, x, bias: np.ndarray) -> bool:
     op._bias = np.asarray(_per_channel(old + channel_bias, shape,
                                        "first" if op.channels_first else "last"),
                           dtype=np.float32)
-    _rename(conv, entry, node.outputs[0], x.layout)
+    _rename(conv, x.entry, node.outputs[0], x.layout)
     return True
 
 
