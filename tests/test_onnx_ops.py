@@ -424,6 +424,43 @@ def test_arithmetic_with_constant_after_conv_matches_onnxruntime(op, shape):
     assert_matches_ort(b.model({"x": (3, 5, 6)}, [y]))
 
 
+BIAS_PRODUCERS = ["Gemm_with_bias", "Conv_BatchNormalization", "AveragePool",
+                  "GlobalAveragePool", "ReduceMean_keepdims0", "Add_of_tensors", "Mul_of_tensors",
+                  "Resize_nearest", "MatMul_channels_last", "PRelu", "MaxPool"]
+
+
+@pytest.mark.parametrize("producer", BIAS_PRODUCERS)
+def test_constant_added_to_a_layer_matches_onnxruntime(producer):
+    """``layer + per-channel constant`` folds into the layer's bias where the layer is a
+    plain weighted sum; elsewhere (a product, a max, PRelu's per-neuron slope) it must not."""
+    b = ModelBuilder(13)
+    if producer == "Gemm_with_bias":
+        y = b.node("Gemm", ["x", b.weight(6, 5), b.weight(5)])
+        model_in, bias = (6,), (5,)
+    else:
+        c = conv_then(b)
+        model_in, bias = (3, 5, 6), (4, 1, 1)
+        if producer == "Conv_BatchNormalization":
+            y = b.node("BatchNormalization", [c] + _bn_inputs(b, 4))
+        elif producer in ("AveragePool", "MaxPool"):
+            y = b.node(producer, [c], kernel_shape=[2, 2])
+        elif producer == "GlobalAveragePool":
+            y = b.node(producer, [c])
+        elif producer == "ReduceMean_keepdims0":
+            y, bias = b.node("ReduceMean", [c], axes=[2, 3], keepdims=0), (4,)
+        elif producer in ("Add_of_tensors", "Mul_of_tensors"):
+            y = b.node(producer.split("_")[0], [c, conv_then(b)])
+        elif producer == "Resize_nearest":
+            y = b.node("Resize", [c, "", b.const([1, 1, 2, 2])], mode="nearest")
+        elif producer == "MatMul_channels_last":
+            t = b.node("Transpose", [c], perm=[0, 2, 3, 1])
+            y, bias = b.node("MatMul", [t, b.weight(4, 3)]), (3,)
+        else:
+            y = b.node("PRelu", [c, b.weight(4, 1, 1)])
+    z = b.node("Relu", [b.node("Sub", [y, b.weight(*bias)])])
+    assert_matches_ort(b.model({"x": model_in}, [z]))
+
+
 @pytest.mark.parametrize("op", ["Add", "Sub", "Mul"])
 @pytest.mark.parametrize("broadcast", ["same", "per_channel", "scalar_like"])
 def test_arithmetic_between_tensors_matches_onnxruntime(op, broadcast):
