@@ -62,6 +62,12 @@ def test_conv_matches_onnxruntime(case, opset):
     assert_matches_ort(b.model({"x": shape}, [y]))
 
 
+def test_conv_without_kernel_shape_takes_the_weights_matches_onnxruntime():
+    b = ModelBuilder(13)
+    y = b.node("Conv", ["x", b.weight(4, 3, 3, 2)], strides=[2, 1])
+    assert_matches_ort(b.model({"x": (3, 5, 6)}, [y]))
+
+
 # ----------------------------------------------------------------------------- ConvTranspose
 CONV_T_CASES = {
     "stride2": ((3, 4, 5), (3, 2, 3, 3), dict(strides=[2, 2])),
@@ -956,6 +962,14 @@ def test_resnet_block_matches_onnxruntime():
     assert_matches_ort(b.model({"x": (3, 7, 8)}, [y]))
 
 
+def test_two_input_model_matches_onnxruntime():
+    b = ModelBuilder(13)
+    left = conv_then(b)
+    right = b.node("Conv", ["y", b.weight(4, 2, 3, 3)], pads=[1, 1, 1, 1])
+    z = b.node("Relu", [b.node("Add", [left, right])])
+    assert_matches_ort(b.model({"x": (3, 5, 6), "y": (2, 5, 6)}, [z]))
+
+
 def test_fixed_batch_model_matches_onnxruntime():
     """A fixed batch of 2 (an export with a concrete example input): Reshape to (2, -1)."""
     b = ModelBuilder(13)
@@ -1022,6 +1036,23 @@ def test_input_shape_of_wrong_rank_gives_one_line():
     b = ModelBuilder(13)
     model = b.model({"x": (3, None, None)}, [b.node("Relu", [conv_then(b)])])
     assert "has 2 dimensions; input 'x' has 3" in refusal(model, input_shape=(6, 7))
+
+
+def test_input_shape_that_a_constant_reshape_no_longer_fits_names_the_node():
+    b = ModelBuilder(13)
+    f = b.node("Reshape", [conv_then(b), b.ints([0, 120])])
+    model = b.model({"x": (3, 5, 6)}, [b.node("Gemm", [f, b.weight(120, 3)])])
+    assert refusal(model, input_shape=(3, 7, 8)) == (
+        f"layer {b.nodes[1].name!r} (Reshape) cannot be expressed as a neuron graph: cannot "
+        "reshape (1, 4, 7, 8) to [0, 120]")
+
+
+def test_constant_model_output_is_refused():
+    b = ModelBuilder(13)
+    k = b.node("Add", [b.const(1.0), b.const(2.0)])
+    model = b.model({"x": (3,)}, [b.node("Relu", ["x"]), k])
+    assert refusal(model) == (f"layer {k!r} (output) cannot be expressed as a neuron graph: the "
+                              "model output is a constant (no neuron computes it)")
 
 
 def test_invalid_model_gives_one_line():
