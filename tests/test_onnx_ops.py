@@ -1016,6 +1016,19 @@ def test_corrupt_file_gives_one_line(tmp_path):
     assert msg.startswith(f"{path} is not a readable ONNX model (")
 
 
+@pytest.mark.parametrize("content", ["empty", "truncated"])
+def test_empty_or_truncated_file_gives_one_line(tmp_path, content):
+    b = ModelBuilder(13)
+    data = b.model({"x": (3, 5, 6)}, [b.node("Relu", [conv_then(b)])]).SerializeToString()
+    path = tmp_path / "x.onnx"
+    path.write_bytes(b"" if content == "empty" else data[:len(data) // 2])
+    msg = refusal(path)
+    if content == "empty":  # protobuf reads no bytes as an empty model
+        assert msg == "x: the ONNX graph has no nodes"
+    else:
+        assert msg.startswith(f"{path} is not a readable ONNX model (")
+
+
 def test_missing_file_gives_one_line(tmp_path):
     assert refusal(tmp_path / "none.onnx") == f"model file not found: {tmp_path / 'none.onnx'}"
 
