@@ -696,12 +696,15 @@ def test_pad_with_negative_pads_crops_as_onnxruntime_does():
 
 
 PAD_READERS = ["MaxPool", "AveragePool", "GlobalMaxPool", "Max", "Sigmoid", "Add_const",
-               "PRelu", "BatchNormalization", "Resize_linear", "Gemm"]
+               "PRelu", "BatchNormalization", "Resize_linear", "Gemm", "Concat_Conv",
+               "Resize_nearest", "Transpose_MatMul", "Slice", "Pad_Conv", "ConvTranspose",
+               "ReduceMean", "Softmax", "Gather"]
 
 
 @pytest.mark.parametrize("reader", PAD_READERS)
 def test_zero_padding_read_by_other_operators_matches_onnxruntime(reader):
-    """The padding zeros are no neurons: every kind of reader must see them as 0."""
+    """The padding zeros are no neurons: every kind of reader must see them as 0 (and
+    shape-only operators carry them along)."""
     b = ModelBuilder(13)
     p = b.node("Pad", [conv_then(b), b.ints([0, 0, 1, 1, 0, 0, 1, 2])])  # (4, 7, 9)
     if reader in ("MaxPool", "AveragePool"):
@@ -719,6 +722,24 @@ def test_zero_padding_read_by_other_operators_matches_onnxruntime(reader):
         y = b.node("Resize", [p, "", b.const([1, 1, 2, 2])], mode="linear")
     elif reader == "Gemm":
         y = b.node("Gemm", [b.node("Flatten", [p]), b.weight(4 * 7 * 9, 3)])
+    elif reader == "Concat_Conv":
+        q = b.node("Pad", [conv_then(b), b.ints([0, 0, 2, 0, 0, 0, 0, 3])])
+        y = b.node("Conv", [b.node("Concat", [p, q], axis=1), b.weight(2, 8, 3, 3)])
+    elif reader == "Resize_nearest":
+        y = b.node("Resize", [p, "", b.const([1, 1, 2, 1.5])], mode="nearest")
+    elif reader == "Transpose_MatMul":
+        y = b.node("MatMul", [b.node("Transpose", [p], perm=[0, 2, 3, 1]), b.weight(4, 3)])
+    elif reader == "Slice":
+        y = b.node("Relu", [b.node("Slice", [p, b.ints([0]), b.ints([3]), b.ints([2])])])
+    elif reader == "Pad_Conv":  # padding of padding, channels included
+        q = b.node("Pad", [p, b.ints([0, 1, 0, 1, 0, 2, 2, 0])])
+        y = b.node("Conv", [q, b.weight(2, 7, 3, 3)])
+    elif reader == "ConvTranspose":
+        y = b.node(reader, [p, b.weight(4, 2, 3, 3)], strides=[2, 2])
+    elif reader == "ReduceMean":
+        y = b.node(reader, [p], axes=[2, 3])
+    elif reader == "Gather":
+        y = b.node("Relu", [b.node(reader, [p, b.ints([0, 2, 6])], axis=2)])
     else:
         y = b.node(reader, [p])
     assert_matches_ort(b.model({"x": (3, 5, 6)}, [y]))
