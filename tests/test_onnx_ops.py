@@ -289,11 +289,12 @@ ACTIVATIONS = {
 }
 
 
+@pytest.mark.parametrize("newest", [False, True], ids=["first_opset", "opset21"])
 @pytest.mark.parametrize("after", ["input", "conv"])
 @pytest.mark.parametrize("case", ACTIVATIONS, ids=str)
-def test_activation_matches_onnxruntime(case, after):
+def test_activation_matches_onnxruntime(case, after, newest):
     op = case.split("_")[0]
-    b = ModelBuilder({"HardSwish": 14, "Mish": 18}.get(op, 13))
+    b = ModelBuilder(21 if newest else {"HardSwish": 14, "Mish": 18}.get(op, 11))
     src = "x" if after == "input" else conv_then(b)
     y = b.node(op, [src], **ACTIVATIONS[case])
     g = assert_matches_ort(b.model({"x": (3, 5, 6)}, [y]), feeds=None)
@@ -677,11 +678,13 @@ def test_squeeze_without_axes_in_a_batch_of_one_model_is_refused():
                    "axis (fixed at 1) included")
 
 
-@pytest.mark.parametrize("opset", [11, 13, 18])
+@pytest.mark.parametrize("opset", [10, 11, 13, 18, 21])
 def test_pad_with_zeros_matches_onnxruntime(opset):
     b = ModelBuilder(opset)
     c = conv_then(b)
-    if opset >= 18:
+    if opset < 11:  # pads and value are attributes
+        p = b.node("Pad", [c], pads=[0, 0, 1, 2, 0, 0, 0, 1], value=0.0)
+    elif opset >= 18:
         p = b.node("Pad", [c, b.ints([1, 2, 0, 1]), b.const(0.0), b.ints([2, -1])])
     else:
         p = b.node("Pad", [c, b.ints([0, 0, 1, 2, 0, 0, 0, 1]), b.const(0.0)])
