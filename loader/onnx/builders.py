@@ -603,7 +603,7 @@ def _fold_activation(conv, node, x, name: str) -> bool:
         # its values, and the softmax becomes a layer of its own.
         return False
     op._activation = name
-    _rename(conv, entry, node.outputs[0], x.layout)
+    conv.rename_layer(entry, node.outputs[0], x.layout)
     return True
 
 
@@ -618,14 +618,6 @@ def _linear_producer(conv, node, x):
             or conv.single_consumer(entry.name) is not node or entry.output is not x.ids):
         return None
     return op
-
-
-def _rename(conv, entry, new_name: str, layout):
-    from .reader import Value
-
-    del conv.values[entry.name]
-    entry.name = new_name
-    conv.values[new_name] = Value(ids=entry.output, entry=entry, layout=layout)
 
 
 def build_prelu(conv, node):
@@ -698,7 +690,7 @@ def _fold_bias(conv, node, x, bias: np.ndarray) -> bool:
     op._bias = np.asarray(_per_channel(old + channel_bias, shape,
                                        "first" if op.channels_first else "last"),
                           dtype=np.float32)
-    _rename(conv, x.entry, node.outputs[0], x.layout)
+    conv.rename_layer(x.entry, node.outputs[0], x.layout)
     return True
 
 

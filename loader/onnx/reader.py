@@ -316,6 +316,13 @@ class Converter:
         self.values[out] = Value(ids=ids, entry=entry, layout=layout)
         return entry
 
+    def rename_layer(self, entry: Entry, name: str, layout: str | None):
+        """A layer takes over tensor ``name`` (an activation or a bias folded into it): the
+        name of its old tensor no longer stands for anything."""
+        del self.values[entry.name]
+        entry.name = name
+        self.values[name] = Value(ids=entry.output, entry=entry, layout=layout)
+
     def _entry_inputs(self, node: Node) -> list[str]:
         return [self.values[i].entry.name for i in node.inputs
                 if i and i in self.values and not self.values[i].is_const]
