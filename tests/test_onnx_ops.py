@@ -780,6 +780,27 @@ def test_identity_dropout_and_cast_match_onnxruntime(opset):
     assert_matches_ort(b.model({"x": (3, 5, 6)}, [y]))
 
 
+def test_dropout_in_training_mode_is_refused():
+    b = ModelBuilder(13)
+    y = b.node("Dropout", [conv_then(b), b.const(0.5), b.const(True, dtype=np.bool_)])
+    msg = refusal(b.model({"x": (3, 4, 5)}, [y]))
+    assert msg == (f"layer {b.nodes[-1].name!r} (Dropout) cannot be expressed as a neuron "
+                   "graph: training_mode is true: it drops random values")
+
+
+def test_dropout_with_training_mode_false_matches_onnxruntime():
+    b = ModelBuilder(13)
+    y = b.node("Dropout", [conv_then(b), b.const(0.5), b.const(False, dtype=np.bool_)])
+    assert_matches_ort(b.model({"x": (3, 4, 5)}, [b.node("Relu", [y])]))
+
+
+def test_weights_option_is_refused_for_onnx():
+    b = ModelBuilder(13)
+    model = b.model({"x": (3, 4, 5)}, [b.node("Relu", [conv_then(b)])])
+    assert refusal(model, weights="imagenet") == ("an ONNX model carries its weights: "
+                                                  "--weights does not apply")
+
+
 def test_dropout_mask_output_is_refused_when_used():
     b = ModelBuilder(13)
     _, mask = b.node("Dropout", ["x"], outputs=2)

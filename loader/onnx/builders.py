@@ -714,8 +714,15 @@ def build_variadic(conv, node):
 
 # ----------------------------------------------------------------------------- shape-only
 def build_identity(conv, node):
+    """Identity, and Dropout at inference (its ``training_mode`` input false or absent)."""
     x = conv.activation(node.inputs[0])
     conv.refuse_other_outputs(node)
+    if node.op_type == "Dropout":
+        training = conv.constant(node, 2, "training_mode", required=False)
+        ratio = conv.constant(node, 1, "ratio", required=False)
+        if training is not None and bool(np.asarray(training).reshape(-1)[0]) and (
+                ratio is None or float(np.asarray(ratio).reshape(-1)[0]) > 0):
+            raise Unsupported("training_mode is true: it drops random values")
     conv.add_alias(node, x.ids, layout=x.layout)
 
 
