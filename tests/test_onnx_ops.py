@@ -153,6 +153,18 @@ def test_dilated_pooling_matches_onnxruntime(op, opset):
     assert_matches_ort(b.model({"x": (3, 7, 8)}, [y]))
 
 
+@pytest.mark.parametrize("op", ["Conv", "MaxPool", "AveragePool"])
+def test_same_padding_with_dilations_is_refused(op):
+    b = ModelBuilder(19)
+    ins = ["x"] + ([b.weight(4, 3, 2, 3)] if op == "Conv" else [])
+    y = b.node(op, ins, kernel_shape=[2, 3], dilations=[2, 2], auto_pad="SAME_UPPER",
+               strides=[2, 2])
+    msg = refusal(b.model({"x": (3, 7, 8)}, [y]))
+    assert msg == (f"layer {b.nodes[-1].name!r} ({op}) cannot be expressed as a neuron graph: "
+                   "auto_pad SAME_UPPER with dilations > 1 (onnxruntime and the ONNX "
+                   "specification disagree on its output)")
+
+
 def test_max_pool_after_relu_matches_onnxruntime():
     b = ModelBuilder()
     r = b.node("Relu", [conv_then(b)])

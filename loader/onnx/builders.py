@@ -93,6 +93,11 @@ def _window_geometry(in_size, k, s, d, pb, pe, auto_pad, ceil_mode=False):
     ``VALID``: no padding.
     """
     eff = (k - 1) * d + 1
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER") and d > 1:
+        # onnxruntime 1.32 refuses it for Conv, and for pooling pads as if undilated, giving
+        # fewer outputs than the spec's ceil(in / stride): no reference to be exact against.
+        raise Unsupported(f"auto_pad {auto_pad} with dilations > 1 (onnxruntime and the ONNX "
+                          "specification disagree on its output)")
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         out = -(-in_size // s)
         total = max(0, (out - 1) * s + eff - in_size)
