@@ -499,6 +499,17 @@ def test_arithmetic_between_tensors_matches_onnxruntime(op, broadcast):
     assert_matches_ort(model)
 
 
+@pytest.mark.parametrize("gate", ["Sigmoid", "HardSigmoid"])
+def test_swish_as_exporters_write_it_matches_onnxruntime(gate):
+    """SiLU (x * sigmoid(x)) and MobileNetV3's hard swish (x * hard_sigmoid(x)): the gate
+    reads the layer that the product reads too, so nothing folds."""
+    b = ModelBuilder(13)
+    c = conv_then(b)
+    attrs = dict(alpha=1 / 6, beta=0.5) if gate == "HardSigmoid" else {}
+    y = b.node("Mul", [c, b.node(gate, [c], **attrs)])
+    assert_matches_ort(b.model({"x": (3, 5, 6)}, [y]))
+
+
 def test_add_of_a_tensor_to_itself_is_refused():
     """x + x would be two parallel edges per neuron; the contract has none."""
     b = ModelBuilder()
