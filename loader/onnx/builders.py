@@ -14,7 +14,6 @@ last axis, as Keras's Dense does.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -94,6 +93,11 @@ def _window_geometry(in_size, k, s, d, pb, pe, auto_pad, ceil_mode=False):
     ``VALID``: no padding.
     """
     eff = (k - 1) * d + 1
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER") and d > 1:
+        # onnxruntime 1.32 refuses it for Conv, and for pooling pads as if undilated, giving
+        # fewer outputs than the spec's ceil(in / stride): no reference to be exact against.
+        raise Unsupported(f"auto_pad {auto_pad} with dilations > 1 (onnxruntime and the ONNX "
+                          "specification disagree on its output)")
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         out = -(-in_size // s)
         total = max(0, (out - 1) * s + eff - in_size)
@@ -186,8 +190,9 @@ def build_conv_transpose(conv, node):
             if total < 0:
                 raise Unsupported(f"output_shape {want} is larger than the transposed "
                                   f"convolution gives ({full})")
-            # ONNX: SAME_UPPER puts the odd padding at the beginning for ConvTranspose.
-            pb = total // 2 if auto_pad != "SAME_UPPER" else total - total // 2
+            # ONNX (and onnxruntime 1.32, checked): SAME_UPPER puts the odd padding at the
+            # end; SAME_LOWER and an explicit output_shape put it at the beginning.
+            pb = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
             o = want
         else:
             pb = 0 if auto_pad == "VALID" else pads[a]
@@ -369,16 +374,30 @@ def build_resize(conv, node):
         if scales is None:
             scales = conv.constant(node, 1, "scales")
         sizes = None
+    elif conv.opset < 11:  # Resize-10: (X, scales)
+        scales = conv.constant(node, 1, "scales")
+        sizes = None
     else:
         scales = conv.constant(node, 2, "scales", required=False)
         sizes = conv.constant(node, 3, "sizes", required=False)
         if scales is not None and np.asarray(scales).size == 0:
             scales = None
     mode = node.attrs.get("mode", "nearest")
+    # Upsample and Resize-10 have no coordinate attributes: onnxruntime reads them as
+    # asymmetric, nearest rounding down (up when shrinking), checked against its output.
+    legacy = node.op_type == "Upsample" or conv.opset < 11
     ctm = node.attrs.get("coordinate_transformation_mode",
-                         "asymmetric" if node.op_type == "Upsample" else "half_pixel")
-    if node.attrs.get("axes") is not None:
-        raise Unsupported("the axes attribute")
+                         "asymmetric" if legacy else "half_pixel")
+    if node.attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch" and sizes is not None:
+        raise Unsupported(f"keep_aspect_ratio_policy "
+                          f"{node.attrs['keep_aspect_ratio_policy']!r} (only 'stretch')")
+    axes = node.attrs.get("axes")
+    if axes is not None:  # opset 18: scales or sizes of these axes only, the rest kept
+        axes = [_batch_axis(int(a), len(full)) + 1 for a in axes]
+        if sizes is not None:
+            sizes = _on_axes(full, axes, sizes)
+        if scales is not None:
+            scales = _on_axes([1.0] * len(full), axes, scales)
     if sizes is not None:
         out_full = [int(s) for s in np.asarray(sizes).reshape(-1)]
         scales_f = [o / i for o, i in zip(out_full, full)]
@@ -391,10 +410,12 @@ def build_resize(conv, node):
         raise Unsupported("resizes the batch or the channel axis")
     out_shape = tuple(out_full[1:])
     if mode == "nearest":
-        nearest_mode = node.attrs.get("nearest_mode", "floor" if node.op_type == "Upsample"
-                                      else "round_prefer_floor")
+        def rounding(scale):
+            if legacy:
+                return "ceil" if scale < 1 else "floor"
+            return node.attrs.get("nearest_mode", "round_prefer_floor")
         maps = [_nearest_index(shape[1 + a], out_shape[1 + a], scales_f[2 + a], ctm,
-                               nearest_mode) for a in range(len(shape) - 1)]
+                               rounding(scales_f[2 + a])) for a in range(len(shape) - 1)]
 
         def pick(arr):
             for a, m in enumerate(maps):
@@ -418,6 +439,13 @@ def build_resize(conv, node):
                     groups=shape[0], kernel=None, channels_first=True,
                     params={"mode": mode, "coordinate_transformation_mode": ctm})
     conv.add_neurons(node, op, layout="first")
+
+
+def _on_axes(base, axes, values) -> list:
+    out = list(base)
+    for a, v in zip(axes, np.asarray(values).reshape(-1).tolist(), strict=True):
+        out[a] = v
+    return out
 
 
 def _source_coordinate(o: np.ndarray, n_in: int, n_out: int, scale: float, ctm: str):
@@ -503,12 +531,21 @@ _SIMPLE_ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh",
                        "Exp": "exponential", "Mish": "mish"}
 
 
+def _num32(x) -> str:
+    """A float32 parameter as its shortest text: ``0.1``, not ``0.10000000149011612`` (the
+    float32 nearest 0.1 widened to float64); it reads back as the same float32."""
+    if not np.isfinite(x):
+        return activations.num(x)
+    return activations.num(float(np.format_float_positional(np.float32(x), unique=True,
+                                                             trim="-")))
+
+
 def _activation_name(conv, node) -> str:
     """The contract name of an activation node (parameters after colons)."""
     t = node.op_type
     if t in _SIMPLE_ACTIVATIONS:
         return _SIMPLE_ACTIVATIONS[t]
-    num = activations.num
+    num = _num32
     if t == "LeakyRelu":
         return f"leaky_relu:{num(node.attrs.get('alpha', 0.01))}"
     if t == "Elu":
@@ -561,22 +598,31 @@ def build_activation(conv, node):
 def _fold_activation(conv, node, x, name: str) -> bool:
     """Give the activation to the neurons that produce ``x`` when nothing else reads their
     pre-activation values; the layer then names the activation's output tensor."""
+    op = _linear_producer(conv, node, x)
+    if op is None:
+        return False
+    entry = x.entry
+    if name in ("softmax", "log_softmax") and tuple(op.out_shape) != tuple(x.ids.shape):
+        # Softmax normalises over the last axis of the neurons' own shape: a layer that
+        # shows its neurons reshaped (ReduceMean with keepdims=0: (C, 1, 1) as (C,)) keeps
+        # its values, and the softmax becomes a layer of its own.
+        return False
+    op._activation = name
+    conv.rename_layer(entry, node.outputs[0], x.layout)
+    return True
+
+
+def _linear_producer(conv, node, x):
+    """The op of the layer that produces ``x`` when ``node`` may fold into it: a weighted sum
+    with no activation (none for the whole layer, none per neuron as PRelu's), read by
+    ``node`` alone and shown as it is."""
     entry = x.entry
     op = entry.op if entry is not None and entry.kind == "neurons" else None
     if (op is None or op.op != "sum" or op._activation != "linear"
             or getattr(op, "_activation_array", None) is not None
             or conv.single_consumer(entry.name) is not node or entry.output is not x.ids):
-        return False
-    op._activation = name
-    _rename(conv, entry, node.outputs[0], x.layout)
-    return True
-
-
-def _rename(conv, entry, new_name: str, layout):
-    old = conv.values.pop(entry.name)
-    entry.name = new_name
-    conv.values[new_name] = dataclasses.replace(old, ids=entry.output, entry=entry,
-                                                layout=layout)
+        return None
+    return op
 
 
 def build_prelu(conv, node):
@@ -585,7 +631,7 @@ def build_prelu(conv, node):
     shape = x.ids.shape
     if np.broadcast_shapes(np.shape(slope), shape) != shape:
         raise Unsupported(f"slope of shape {np.shape(slope)} does not broadcast to {shape}")
-    names = np.vectorize(lambda a: f"leaky_relu:{activations.fmt(a)}", otypes=[object])(
+    names = np.vectorize(lambda a: f"leaky_relu:{_num32(a)}", otypes=[object])(
         np.asarray(slope, dtype=np.float32))
     _elementwise(conv, node, [x.ids], [1.0], out_shape=shape, layout=x.layout,
                  activation=names)
@@ -635,13 +681,12 @@ def _fold_bias(conv, node, x, bias: np.ndarray) -> bool:
     """``linear layer + constant``: add the constant to the layer's bias (MatMul + Add is how
     exporters write a Dense layer) when nothing else reads the layer and the constant is the
     same at every position of a channel."""
-    entry = x.entry
-    op = entry.op if entry is not None and entry.kind == "neurons" else None
-    if (op is None or op.op != "sum" or op._activation != "linear"
-            or conv.single_consumer(entry.name) is not node or entry.output is not x.ids):
+    op = _linear_producer(conv, node, x)
+    if op is None:
         return False
     shape = op.out_shape
-    per = op.by_channel(np.broadcast_to(bias, shape).reshape(-1))
+    # The constant broadcasts against the tensor, which shows the neurons in their order.
+    per = op.by_channel(np.broadcast_to(bias, x.ids.shape).reshape(-1))
     old = op.by_channel(np.broadcast_to(0.0 if op._bias is None else op._bias, shape)
                         .reshape(-1))
     if not ((per == per[0]).all() and (old == old[0]).all()):
@@ -650,7 +695,7 @@ def _fold_bias(conv, node, x, bias: np.ndarray) -> bool:
     op._bias = np.asarray(_per_channel(old + channel_bias, shape,
                                        "first" if op.channels_first else "last"),
                           dtype=np.float32)
-    _rename(conv, entry, node.outputs[0], x.layout)
+    conv.rename_layer(x.entry, node.outputs[0], x.layout)
     return True
 
 
@@ -674,19 +719,31 @@ def build_variadic(conv, node):
 
 # ----------------------------------------------------------------------------- shape-only
 def build_identity(conv, node):
+    """Identity, and Dropout at inference (its ``training_mode`` input false or absent)."""
     x = conv.activation(node.inputs[0])
     conv.refuse_other_outputs(node)
+    if node.op_type == "Dropout":
+        training = conv.constant(node, 2, "training_mode", required=False)
+        ratio = conv.constant(node, 1, "ratio", required=False)
+        if training is not None and bool(np.asarray(training).reshape(-1)[0]) and (
+                ratio is None or float(np.asarray(ratio).reshape(-1)[0]) > 0):
+            raise Unsupported("training_mode is true: it drops random values")
     conv.add_alias(node, x.ids, layout=x.layout)
 
 
-_FLOAT_TYPES = (1, 10, 11, 16)  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
+_WIDE_FLOAT_TYPES = (1, 11)  # FLOAT, DOUBLE
 
 
 def build_cast(conv, node):
-    """A cast between float types changes no value the graph computes in float64."""
+    """A cast to float32 or float64 changes no value of a float32 model (the graph computes
+    in float64); a cast to float16, bfloat16 or an integer rounds, which no neuron does."""
     x = conv.activation(node.inputs[0])
-    if int(node.attrs.get("to", 0)) not in _FLOAT_TYPES:
-        raise Unsupported("casts an activation to a non-float type")
+    to = int(node.attrs.get("to", 0))
+    if to not in _WIDE_FLOAT_TYPES:
+        import onnx
+
+        raise Unsupported(f"casts an activation to {onnx.TensorProto.DataType.Name(to)}, "
+                          "which rounds its values (only FLOAT and DOUBLE are exact)")
     conv.add_alias(node, x.ids, layout=x.layout)
 
 
@@ -752,6 +809,9 @@ def build_squeeze(conv, node):
         axes = conv.constant(node, 1, "axes")
     shape = list(x.ids.shape)
     if axes is None:
+        if conv.fixed_batch == 1:
+            raise Unsupported("without axes it squeezes every axis of size 1, the model's "
+                              "batch axis (fixed at 1) included")
         keep = [s for s in shape if s != 1]
     else:
         drop = {_batch_axis(int(a), rank) for a in np.asarray(axes).reshape(-1)}

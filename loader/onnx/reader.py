@@ -119,6 +119,7 @@ class Converter:
         self.entries: list[Entry] = []
         self.alloc = IdAllocator()
         self.batch = 1
+        self.fixed_batch: int | None = None  # the input's batch size when the model fixes it
         graph = proto.graph
         for init in graph.initializer:
             self.values[init.name] = Value(const=numpy_helper.to_array(init))
@@ -158,7 +159,7 @@ class Converter:
             if not dims:
                 raise ModelLoadError(f"input {inp.name!r} has no batch axis")
             if dims[0] is not None:
-                self.batch = dims[0]
+                self.batch = self.fixed_batch = dims[0]
             shape = dims[1:]
             if input_shape is not None:
                 given = tuple(int(s) for s in input_shape)
@@ -246,14 +247,18 @@ class Converter:
         helper = self.onnx.helper
         attrs = {k: v for k, v in node.attrs.items()}
         proto_node = helper.make_node(node.op_type, ins, node.outputs, **_attr_args(attrs))
+        # Inside a function of the model's opset: a lone node would be read at the newest
+        # opset (Unsqueeze-11's axes attribute, say, is an input from opset 13 on).
+        function = helper.make_function(
+            "weightgraph.fold", "fold", [i for i in ins if i], [o for o in node.outputs if o],
+            [proto_node], [helper.make_opsetid("", self.opset)])
         try:
-            ref = ReferenceEvaluator(proto_node)
-            outs = ref.run(None, feeds)
+            ref = ReferenceEvaluator(function)
+            outs = ref.run(None, feeds, attributes={})
         except Exception as exc:
             raise Unsupported(f"cannot evaluate it on constants ({one_line(exc)})") from None
-        for name, arr in zip(node.outputs, outs):
-            if name:
-                self.values[name] = Value(const=np.asarray(arr))
+        for name, arr in zip([o for o in node.outputs if o], outs, strict=True):
+            self.values[name] = Value(const=np.asarray(arr))
 
     # ------------------------------------------------------------------ for builders
     def value(self, name: str) -> Value:
@@ -310,6 +315,13 @@ class Converter:
         self.entries.append(entry)
         self.values[out] = Value(ids=ids, entry=entry, layout=layout)
         return entry
+
+    def rename_layer(self, entry: Entry, name: str, layout: str | None):
+        """A layer takes over tensor ``name`` (an activation or a bias folded into it): the
+        name of its old tensor no longer stands for anything."""
+        del self.values[entry.name]
+        entry.name = name
+        self.values[name] = Value(ids=entry.output, entry=entry, layout=layout)
 
     def _entry_inputs(self, node: Node) -> list[str]:
         return [self.values[i].entry.name for i in node.inputs
