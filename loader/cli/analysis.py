@@ -14,7 +14,7 @@ import json
 
 import click
 
-from .options import loaded_selection_options, output_format, parse_shape
+from .options import INPUT_SHAPE_HELP, loaded_selection_options, output_format, parse_shape
 
 from ..errors import WeightgraphError
 from ..neo4j.db import Database
@@ -194,10 +194,10 @@ def pull(name, layer_range, cone, cypher, params, output, fmt, max_edges, allow_
 # ---------------------------------------------------------------------------- analyze
 @click.command()
 @click.argument("model", required=False)
-@click.option("--name", "-n", help="analyse a model loaded in Neo4j instead of a Keras model")
+@click.option("--name", "-n", help="analyse a model loaded in Neo4j instead of a model file")
 @click.option("--weights", default="default", show_default=True,
               help="imagenet (default for application names), none (random), or a weights file")
-@click.option("--input-shape", callback=parse_shape, help="input shape H,W,C (application names)")
+@click.option("--input-shape", callback=parse_shape, help=INPUT_SHAPE_HELP)
 @click.option("--no-top", is_flag=True, help="application names: leave out the classifier")
 @click.option("--neuron", metavar="LAYER:INDEX",
               help="the neuron whose receptive field is mapped (required but for datasets)")
@@ -256,12 +256,14 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
           --target predictions:281 --metrics "" -o report/
       weightgraph analyze --name vgg16_32 --neuron block2_pool:5 --trace cat -o report/
       weightgraph analyze vgg16 --weights none --granularity channel -o report/
+      weightgraph analyze resnet18.onnx --input-shape 3,64,64 --neuron logits:3 \
+          --trace x.npy --metrics "" -o report/
       weightgraph analyze --name vgg16_ch -o report/     # a channel model in Neo4j
     """
     from ..analysis.report import analyze as run_analysis
 
     if (model is None) == (name is None):
-        raise click.UsageError("give either MODEL (a Keras file or application name) or "
+        raise click.UsageError("give either MODEL (a .keras/.onnx file or an application name) or "
                                "--name (a model loaded in Neo4j)")
     from ..sinks.parquet import is_dataset
 

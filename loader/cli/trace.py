@@ -8,7 +8,7 @@ import click
 
 from ..errors import WeightgraphError
 from ..terminal import human, seconds
-from .options import open_graph, parse_shape
+from .options import INPUT_SHAPE_HELP, open_graph, parse_shape
 
 __all__ = ["trace_group"]
 
@@ -40,6 +40,7 @@ def trace_group():
       weightgraph trace vgg16 --input cat.jpg --target predictions:281 \\
           --cone block3_pool:1000 --active-only -o cat_cone.graphml.gz
       weightgraph trace model.keras --input x.npy -o trace.graphml
+      weightgraph trace model.onnx --input x.npy -o trace.graphml
     """
 
 
@@ -56,7 +57,7 @@ def trace_group():
               help="compute every upstream neuron's contribution to this neuron")
 @click.option("--weights", default="default", show_default=True,
               help="imagenet (default for application names), none (random), or a weights file")
-@click.option("--input-shape", callback=parse_shape, help="input shape H,W,C")
+@click.option("--input-shape", callback=parse_shape, help=INPUT_SHAPE_HELP)
 @click.option("--no-top", "no_top", is_flag=True, help="leave out the dense classifier")
 @click.option("--layers", "layer_range", metavar="FIRST:LAST",
               help="export this inclusive layer range (values cover the whole model)")
@@ -74,7 +75,7 @@ def trace_group():
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def run(model, input_path, preprocess, target, weights, input_shape, no_top, layer_range, cone,
         active_only, output, loaded, trace_name, replace, quiet):
-    """Trace one input through MODEL (a file or a keras.applications name) or through a model
+    """Trace one input through MODEL (a .keras/.onnx file or a keras.applications name) or through a model
     loaded in Neo4j (--model NAME). With --target and no --layers/--cone, the GraphML holds
     the target's cone.
 
@@ -82,6 +83,8 @@ def run(model, input_path, preprocess, target, weights, input_shape, no_top, lay
     Example:
       weightgraph trace vgg16 --input cat.jpg --target predictions:281 -o cat.graphml.gz
       weightgraph trace model.keras --input x.npy --active-only -o active.graphml
+      weightgraph trace resnet18.onnx --input-shape 3,64,64 --input cat.jpg --preprocess torch \
+          --target logits:281 -o cat.graphml.gz
       weightgraph trace --model vgg16_demo --input cat.jpg --name cat --target block2_pool:1000
     """
     if (model is None) == (loaded is None):
