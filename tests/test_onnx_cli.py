@@ -404,3 +404,31 @@ def test_onnx_needs_no_tensorflow(files, driver, model_name, tmp_path):
     assert (tmp_path / "c.graphml").stat().st_size > 0
     layers, nodes, edges = read_back(driver, name)
     assert len(edges["src"]) == sum(l["edges"] for l in layers) > 0
+
+
+# ---------------------------------------------------------------------------- Python API
+def test_python_api_takes_an_onnx_path_or_model_proto(files, tmp_path):
+    import loader
+
+    path = files / "tiny.onnx"
+    proto = onnx.load(path)
+    x = np.load(files / "x.npy")
+    ref = reference(files, x)
+    for model in (path, str(path), proto):
+        g = loader.NeuronGraph.from_model(model)
+        G = loader.to_networkx(g)
+        assert G.number_of_edges() == g.plan().edges
+        layers = G.graph["layers"]
+        layers = json.loads(layers) if isinstance(layers, str) else layers
+        assert_layers_match(loader.execute_networkx(G, x[None]), ref, layers)
+    edges = list(loader.keras_edges(path))  # the streaming door takes any model file
+    assert len(edges) == G.number_of_edges()
+    ch = loader.ChannelGraph.from_model(proto)
+    assert ch.plan().granularity == "channel" and ch.plan().nodes == 3 + 4 + 4 + 5
+    t = loader.trace(loader.NeuronGraph.from_model(path), x, target="prob:2")
+    np.testing.assert_allclose(t.layer("prob"), ref["prob"], rtol=1e-5)
+    loader.write_parquet(g, tmp_path / "api.parquet", progress=False)
+    layers, nodes, arrays = loader.read_arrays(tmp_path / "api.parquet")
+    assert_layers_match(execute_arrays(layers, nodes, arrays, x[None]), ref, layers)
+    report = loader.analyze(g, tmp_path / "report", neuron="prob:2", metrics=(), trace=t)
+    assert (tmp_path / "report" / "contribution.png").is_file() and Path(report).is_file()

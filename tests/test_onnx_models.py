@@ -150,7 +150,7 @@ def assert_sizes_agree(gk, go, onnx_elementwise) -> tuple[dict, dict]:
         assert k[kind] == o[kind], (kind, k[kind], o[kind])
     left = o.get("elementwise", [0, 0, 0])
     assert left[:2] == list(onnx_elementwise)
-    folded = k["elementwise"][1] - left[1]
+    folded = k.get("elementwise", [0, 0, 0])[1] - left[1]
     pk, po = gk.plan(), go.plan()
     assert pk.neurons - po.neurons == folded
     assert pk.edges - po.edges == folded
