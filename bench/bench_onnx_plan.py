@@ -6,8 +6,7 @@ The model is VGG16 (keras.applications, weights=None, 32x32x3 by default; 320k n
 270M edges), saved as ``.keras`` and exported with ``model.export(path, format="onnx")``
 into a temporary directory that is deleted at the end (``--onnx``/``--keras`` reuse files
 instead). Each plan is a fresh process, timed from start to exit as a user sees it,
-``--repeats`` times in turn (onnx, onnx without TensorFlow, keras), and the median is
-printed. "Without TensorFlow" installs an import finder that raises ImportError for
+``--repeats`` times in turn (the order rotating each round), and the median is printed. "Without TensorFlow" installs an import finder that raises ImportError for
 ``tensorflow``, ``keras`` and ``tf2onnx`` before ``loader.cli`` is imported; every run also
 reports whether TensorFlow ended up imported.
 
@@ -98,8 +97,10 @@ def main(argv=None):
                  "keras file (baseline)": (kpath, False)}
         times = {k: [] for k in cases}
         imported = {}
-        for _ in range(args.repeats):
-            for label, (path, block) in cases.items():
+        order = list(cases)
+        for k in range(args.repeats):  # the order turns each round: no case always goes first
+            for label in order[k % 3:] + order[:k % 3]:
+                path, block = cases[label]
                 s, tf = time_plan(path, block, runner)
                 times[label].append(s)
                 imported[label] = tf

@@ -225,6 +225,17 @@ def test_trace_npy_values_and_contributions(files, tmp_path):
         assert [d["index"] for d in rows] == list(range(want.size))
     relu = sorted(by_layer["relu"], key=lambda d: d["index"])
     np.testing.assert_array_equal([d["active"] for d in relu], ref["relu"].ravel() > 0)
+    # chosen: each pool neuron's one chosen in-edge comes from the first maximal input
+    # (inputs in id order, the window's order), whose value is onnxruntime's max.
+    pools = [n for n, d in G.nodes(data=True) if d["layer"] == "pool"]
+    assert len(pools) == 64
+    for n in pools:
+        into = sorted(G.predecessors(n))
+        values = [G.nodes[u]["value"] for u in into]
+        chosen = [u for u in into if G.edges[u, n]["chosen"]]
+        assert chosen == [into[int(np.argmax(values))]]
+        assert G.nodes[chosen[0]]["value"] == pytest.approx(
+            ref["pool"].ravel()[G.nodes[n]["index"]], rel=1e-5, abs=1e-7)
     got = np.array([d["contribution"] for d in sorted(by_layer["x"], key=lambda d: d["index"])])
     a = _finite_difference_contributions(files, x, 2, 1e-2).ravel()
     b = _finite_difference_contributions(files, x, 2, 5e-3).ravel()
