@@ -1,9 +1,10 @@
 """Benchmark: enumerating every edge through the ONNX front end against the Keras front end,
 for the same model, in the same run.
 
-The model is VGG16 (keras.applications, weights=None, 32x32x3 by default: 270M edges) and
-its ONNX export (``model.export(path, format="onnx")``, written to a temporary directory
-that is deleted at the end; ``--onnx`` reuses a file). Both graphs stream every edge with
+The model is VGG16 (keras.applications, weights=None, 32x32x3 by default: 270M edges),
+saved as ``.keras`` and exported with ``model.export(path, format="onnx")`` by a child
+process (bench_onnx_plan.py's export) into a temporary directory that is deleted at the
+end; ``--keras``/``--onnx`` reuse files. Both graphs stream every edge with
 ``iter_edge_batches(reuse_buffers=True)`` into the checksum of bench/bench_enumerate.py
 (edge count, uint64 sums of src, dst and the weights' float32 bits), so no edge can be
 skipped. The two graphs hold the same edges with the same weights but number neurons in
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_enumerate import enumerate_all  # noqa: E402
+from bench_onnx_plan import ROOT  # noqa: E402
 
 from loader.graph.neuron_graph import DEFAULT_BATCH, NeuronGraph  # noqa: E402
 
@@ -36,30 +39,26 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="VGG16", help="keras.applications name (default VGG16)")
     p.add_argument("--input-shape", default="32,32,3", help="H,W,C (default 32,32,3)")
-    p.add_argument("--onnx", type=Path, help="an existing export of the same model (the "
-                                             "Keras model is rebuilt with seed 0)")
+    p.add_argument("--onnx", type=Path, help="an existing .onnx export")
+    p.add_argument("--keras", type=Path, help="the same model as a .keras file")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
     p.add_argument("--repeats", type=int, default=2)
     args = p.parse_args(argv)
-    import keras
-    import numpy as np
-
     shape = tuple(int(s) for s in args.input_shape.split(","))
-    keras.utils.set_random_seed(0)
-    model = getattr(keras.applications, args.model)(weights=None, input_shape=shape)
-    model(np.zeros((1,) + shape, dtype="float32"))
     tmp = None
     try:
-        opath = args.onnx
-        if opath is None:
+        kpath, opath = args.keras, args.onnx
+        if kpath is None or opath is None:
             tmp = Path(tempfile.mkdtemp(prefix="bench_onnx_enumerate_"))
-            opath = tmp / f"{args.model}.onnx"
             t = time.perf_counter()
-            model.export(str(opath), format="onnx", verbose=False)
-            print(f"exported {opath.name} ({opath.stat().st_size / 2**20:.0f} MiB) in "
-                  f"{time.perf_counter() - t:.0f} s (untimed)")
+            subprocess.run([sys.executable, str(ROOT / "bench" / "bench_onnx_plan.py"),
+                            "--export-to", str(tmp), "--model", args.model, "--input-shape",
+                            args.input_shape], check=True, cwd=ROOT)
+            kpath, opath = tmp / f"{args.model}.keras", tmp / f"{args.model}.onnx"
+            print(f"saved and exported {args.model} ({opath.stat().st_size / 2**20:.0f} MiB) "
+                  f"in {time.perf_counter() - t:.0f} s (untimed)", flush=True)
         t = time.perf_counter()
-        graphs = {"keras": NeuronGraph.from_model(model)}
+        graphs = {"keras": NeuronGraph.from_model(str(kpath))}
         tk = time.perf_counter() - t
         t = time.perf_counter()
         graphs["onnx"] = NeuronGraph.from_model(opath)

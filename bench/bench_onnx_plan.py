@@ -77,17 +77,27 @@ def main(argv=None):
     p.add_argument("--onnx", type=Path, help="an existing .onnx file (skips the export)")
     p.add_argument("--keras", type=Path, help="the same model as a .keras file")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--export-to", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.export_to is not None:
+        export_model(args.model, tuple(int(s) for s in args.input_shape.split(",")),
+                     args.export_to)
+        return
     tmp = None
     try:
         if args.onnx is None or args.keras is None:
             tmp = Path(tempfile.mkdtemp(prefix="bench_onnx_plan_"))
             shape = tuple(int(s) for s in args.input_shape.split(","))
             t = time.perf_counter()
-            kpath, opath = export_model(args.model, shape, tmp)
+            # In a child process: the parent stays small (TensorFlow and the exporter hold
+            # gigabytes that the timed runs would compete with).
+            subprocess.run([sys.executable, __file__, "--export-to", str(tmp), "--model",
+                            args.model, "--input-shape", args.input_shape], check=True,
+                           cwd=ROOT)
+            kpath, opath = tmp / f"{args.model}.keras", tmp / f"{args.model}.onnx"
             print(f"{args.model} {shape}: saved .keras ({kpath.stat().st_size / 2**20:.0f} MiB) "
                   f"and exported .onnx ({opath.stat().st_size / 2**20:.0f} MiB) in "
-                  f"{time.perf_counter() - t:.0f} s (untimed)")
+                  f"{time.perf_counter() - t:.0f} s (untimed)", flush=True)
         else:
             kpath, opath = args.keras, args.onnx
         runner = (tmp or Path(tempfile.gettempdir())) / "bench_onnx_plan_runner.py"
