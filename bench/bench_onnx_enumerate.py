@@ -42,7 +42,7 @@ def main(argv=None):
     p.add_argument("--onnx", type=Path, help="an existing .onnx export")
     p.add_argument("--keras", type=Path, help="the same model as a .keras file")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args(argv)
     shape = tuple(int(s) for s in args.input_shape.split(","))
     tmp = None
