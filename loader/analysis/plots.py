@@ -165,9 +165,13 @@ def plot_receptive_field(maps: dict[str, np.ndarray], layers: list[dict], neuron
     plt = _pyplot()
     paths = []
     shapes = {l["name"]: l["output_shape"] for l in layers}
+    first = {l["name"] for l in layers if l.get("channel_axis") == 0}
     for name, values in maps.items():
         shape = list(shapes[name])
         arr = values.reshape(shape)
+        if name in first and arr.ndim >= 2:  # (C, rows, columns) -> (rows, columns, C)
+            arr = np.moveaxis(arr, 0, -1)
+            shape = list(arr.shape)
         if arr.ndim >= 3:  # (..., rows, columns, channels): an image per position
             image = arr.reshape(-1, shape[-3], shape[-2], shape[-1]).sum(axis=(0, 3))
         elif arr.ndim == 2:  # (steps, channels): one row
@@ -277,11 +281,17 @@ def plot_gds_layers(layers: list[dict], out_dir: Path) -> Path | None:
 
 # ---------------------------------------------------------------------------- traces
 def plot_contribution_map(shown: np.ndarray, contribution: np.ndarray, title: str,
-                          out_dir: Path, name: str = "contribution") -> Path:
+                          out_dir: Path, name: str = "contribution", *,
+                          channels_first: bool = False) -> Path:
     """The input (an image, or values scaled to 0..1) beside its contribution map: value x
-    gradient per input position, summed over channels, on a diverging scale around 0."""
+    gradient per input position, summed over channels, on a diverging scale around 0.
+
+    ``channels_first``: the contribution is ``(C, rows, columns)``, as in ONNX's NCHW;
+    otherwise channels are last, as in Keras. ``shown`` is rows x columns (x channels)."""
     plt = _pyplot()
     c = np.asarray(contribution, dtype=np.float64)
+    if channels_first and c.ndim >= 2:
+        c = np.moveaxis(c, 0, -1)
     if c.ndim >= 3:
         c = c.reshape(-1, *c.shape[-3:]).sum(axis=(0, 3))
     elif c.ndim == 2:

@@ -321,7 +321,9 @@ def _trace_section(report: _Report, view, out_dir: Path) -> None:
                     f"{float(c[c < 0].sum()):.4g}).")
         suffix = "" if len(view.inputs) == 1 else f"_{name}"
         report.image(plots.plot_contribution_map(entry["shown"], c, view.title, out_dir,
-                                                 f"contribution{suffix}"),
+                                                 f"contribution{suffix}",
+                                                 channels_first=entry.get("channels_first",
+                                                                          False)),
                      "contribution map beside the input")
     report.table(["layer", "neurons", "active", "active fraction"],
                  [[r["layer"], r["neurons"], r["active"], r["fraction"]] for r in view.layers])

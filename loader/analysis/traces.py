@@ -36,13 +36,18 @@ class TraceView:
     pools: list = field(default_factory=list)  # {layer, counts (array), how}
 
 
-def _shown_image(path, values: np.ndarray) -> np.ndarray:
-    """The input image file resized to the input (uint8 RGB / gray), or the values scaled."""
+def _shown_image(path, values: np.ndarray, channels_first: bool = False) -> np.ndarray:
+    """The input image file resized to the input (uint8 RGB / gray), or the values scaled;
+    rows x columns x channels either way (a channels-first input's values are moved)."""
     layout = image_layout(values.shape)
+    if layout is not None and layout[2] != channels_first:  # the input knows its layout
+        layout = None
     if (path and Path(str(path)).suffix.lower() in IMAGE_SUFFIXES and Path(str(path)).is_file()
             and layout is not None and layout[1] in (1, 3)):
         img = read_image(path, layout[0], layout[1])
         return np.clip(img, 0, 255).astype(np.uint8)
+    if channels_first:
+        values = np.moveaxis(values, 0, -1)
     lo, hi = float(values.min()), float(values.max())
     return (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
 
@@ -59,8 +64,10 @@ def from_trace(t) -> TraceView:
         if e.kind == "input":
             values = t.layer(e.name)
             contribution = t.layer(e.name, "contribution") if t.contribution is not None else None
+            first = bool(getattr(e.op, "channels_first", False)) and values.ndim >= 2
             view.inputs[e.name] = {"contribution": contribution, "values": values,
-                                   "shown": _shown_image(info.get("input"), values)}
+                                   "channels_first": first,
+                                   "shown": _shown_image(info.get("input"), values, first)}
     for row in t.layer_summary():
         if row["op"] == "input":
             continue
@@ -94,12 +101,14 @@ def from_neo4j(db: Database, trace: str) -> TraceView:
             shape = layer["output_shape"]
             values = np.zeros(layer["neurons"])
             values[ids[sel] - lo] = arrays["value"][sel]
-            entry = {"values": values.reshape(shape), "contribution": None}
+            first = layer.get("channel_axis") == 0 and len(shape) >= 2
+            entry = {"values": values.reshape(shape), "contribution": None,
+                     "channels_first": first}
             if arrays["contribution"] is not None:
                 c = np.zeros(layer["neurons"])
                 c[ids[sel] - lo] = arrays["contribution"][sel]
                 entry["contribution"] = c.reshape(shape)
-            entry["shown"] = _shown_image(t.get("input"), entry["values"])
+            entry["shown"] = _shown_image(t.get("input"), entry["values"], first)
             view.inputs[layer["name"]] = entry
             continue
         n, active = int(sel.sum()), int(arrays["active"][sel].sum())

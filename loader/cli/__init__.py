@@ -44,14 +44,16 @@ class Group(click.Group):
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(_version(), "--version", "-V", prog_name="weightgraph")
 def main():
-    """The neuron-level weighted graph of a Keras CNN: plan it, export it as GraphML, load it
-    into Neo4j, query it with Cypher, pull it back into NetworkX.
+    """The neuron-level weighted graph of a CNN (a Keras model, or an ONNX file from any
+    framework): plan it, export it as GraphML, load it into Neo4j, query it with Cypher, pull
+    it back into NetworkX.
 
     \b
     Example:
       weightgraph plan vgg16 --weights none
       weightgraph export vgg16 --weights none --input-shape 32,32,3 \\
           --layers block1_conv1:block1_pool -o block1.graphml.gz
+      weightgraph plan resnet18.onnx --input-shape 3,224,224
     """
 
 

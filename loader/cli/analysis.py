@@ -14,10 +14,9 @@ import json
 
 import click
 
-from .options import loaded_selection_options, output_format, parse_shape
+from .options import INPUT_SHAPE_HELP, loaded_selection_options, output_format, parse_shape
 
 from ..errors import WeightgraphError
-from ..neo4j.db import Database
 
 __all__ = ["query", "pull", "analyze"]
 
@@ -76,6 +75,7 @@ def query(name_or_file, model, params, fmt, list_, timeout, allow_incomplete, st
       weightgraph query top_inputs --model vgg16_32 -p layer=block3_conv3 -p index=1000 -p k=5
       weightgraph query receptive_field -m vgg16_32 -p layer=block3_conv3 -p index=1000 -f csv
     """
+    from ..neo4j.db import Database
     from ..neo4j.queries import list_queries, load_query, parse_params, run_query
 
     if list_:
@@ -152,6 +152,7 @@ def pull(name, layer_range, cone, cypher, params, output, fmt, max_edges, allow_
       weightgraph pull --trace held_out --effective -o held_out_effective.graphml.gz
       weightgraph pull --trace held_out -o held_out.parquet --format parquet
     """
+    from ..neo4j.db import Database
     from ..neo4j.pull import pull_to_graphml, pull_to_parquet
     from ..neo4j.queries import parse_params
 
@@ -215,10 +216,10 @@ def pull(name, layer_range, cone, cypher, params, output, fmt, max_edges, allow_
 # ---------------------------------------------------------------------------- analyze
 @click.command()
 @click.argument("model", required=False)
-@click.option("--name", "-n", help="analyse a model loaded in Neo4j instead of a Keras model")
+@click.option("--name", "-n", help="analyse a model loaded in Neo4j instead of a model file")
 @click.option("--weights", default="default", show_default=True,
               help="imagenet (default for application names), none (random), or a weights file")
-@click.option("--input-shape", callback=parse_shape, help="input shape H,W,C (application names)")
+@click.option("--input-shape", callback=parse_shape, help=INPUT_SHAPE_HELP)
 @click.option("--no-top", is_flag=True, help="application names: leave out the classifier")
 @click.option("--neuron", metavar="LAYER:INDEX",
               help="the neuron whose receptive field is mapped (required but for datasets)")
@@ -288,12 +289,15 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
       weightgraph analyze --name digits_cnn --trace held_out -o report/   # aggregated trace
       weightgraph analyze digits.keras --inputs test.npy --target predicted -o report/
       weightgraph analyze vgg16 --weights none --granularity channel -o report/
+      weightgraph analyze resnet18.onnx --input-shape 3,64,64 --neuron logits:3 \
+          --trace x.npy --metrics "" -o report/
       weightgraph analyze --name vgg16_ch -o report/     # a channel model in Neo4j
     """
     from ..analysis.report import analyze as run_analysis
+    from ..neo4j.db import Database
 
     if (model is None) == (name is None):
-        raise click.UsageError("give either MODEL (a Keras file or application name) or "
+        raise click.UsageError("give either MODEL (a .keras/.onnx file or an application name) or "
                                "--name (a model loaded in Neo4j)")
     from ..sinks.parquet import is_dataset
 
@@ -375,6 +379,7 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
 
 
 def _is_channel_model(name: str) -> bool:
+    from ..neo4j.db import Database
     from ..neo4j.models import model_info
 
     with Database.connect() as db:

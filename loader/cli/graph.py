@@ -26,6 +26,7 @@ def plan(model, weights, input_shape, no_top, layer_range, cone, granularity, as
       weightgraph plan vgg16 --weights none
       weightgraph plan resnet50 --weights none --input-shape 64,64,3 --json
       weightgraph plan vgg16 --weights none --granularity channel --json
+      weightgraph plan resnet18.onnx --input-shape 3,224,224
     """
     import json
 
@@ -119,6 +120,7 @@ def export(model, weights, input_shape, no_top, layer_range, cone, granularity, 
       weightgraph export vgg16 --weights none --input-shape 32,32,3 \\
           --layers block1_conv1:block1_pool -o block1.graphml.gz
       weightgraph export model.keras --cone dense:3 -o cone.graphml
+      weightgraph export resnet18.onnx --input-shape 3,64,64 -o resnet18.parquet --format parquet
       weightgraph export vgg16 --weights none -o vgg16.parquet --format parquet --workers 2
       weightgraph export vgg16 --weights none --granularity channel -o vgg16.channels.graphml.gz
       weightgraph export vgg16 --weights none --granularity channel -o vgg16_ch.parquet \

@@ -69,6 +69,7 @@ def load_command(model, weights, input_shape, no_top, layer_range, cone, granula
       weightgraph load vgg16 --weights none --input-shape 32,32,3 \\
           --layers block1_conv1:block1_pool --name vgg16_block1
       weightgraph load model.keras --name mynet --resume
+      weightgraph load resnet18.onnx --input-shape 3,64,64 --name resnet18_64
       weightgraph load model.keras --mode bulk --replace
       weightgraph load vgg16 --weights none --granularity channel --name vgg16_channels
       weightgraph load vgg16_32.parquet --mode bulk --replace --name vgg16_32

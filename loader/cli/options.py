@@ -7,31 +7,37 @@ import click
 from ..errors import WeightgraphError
 
 
+INPUT_SHAPE_HELP = ("the input's shape without the batch axis, in the model's own layout: "
+                    "H,W,C for Keras (application names; fully convolutional files), "
+                    "C,H,W for an NCHW .onnx file (fixes its dynamic dimensions)")
+
+
 def parse_shape(ctx, param, value):
-    """Click callback: ``32,32,3`` (or ``32x32x3``) -> (32, 32, 3)."""
+    """Click callback: ``32,32,3`` (or ``32x32x3``) -> (32, 32, 3); the layout is the
+    model's own (``3,32,32`` for an NCHW ONNX file)."""
     if value is None:
         return None
     try:
         shape = tuple(int(v) for v in value.replace("x", ",").split(",") if v.strip())
     except ValueError:
-        raise click.BadParameter(f"want H,W,C (e.g. 32,32,3), got {value!r}") from None
+        raise click.BadParameter(f"want sizes separated by commas, in the model's layout (e.g. 32,32,3 for Keras, "
+                                f"3,32,32 for ONNX), got {value!r}") from None
     if not shape or any(s <= 0 for s in shape):
         raise click.BadParameter(f"want positive sizes, got {value!r}")
     return shape
 
 
 def model_options(selection=True, granularity=False):
-    """MODEL, --weights, --input-shape, --no-top, (``selection``) --layers / --cone and
+    """MODEL (a .keras/.h5/.onnx file or a keras.applications name), --weights, --input-shape, --no-top, (``selection``) --layers / --cone and
     (``granularity``) --granularity neuron|channel."""
     def deco(fn):
         opts = [
             click.argument("model"),
             click.option("--weights", default="default", show_default=True,
                          help="imagenet (default for application names), none (random), or "
-                              "a weights file"),
+                              "a weights file (Keras; an .onnx file carries its weights)"),
             click.option("--input-shape", callback=parse_shape,
-                         help="input shape H,W,C (application names; fully convolutional "
-                              "files)"),
+                         help=INPUT_SHAPE_HELP),
             click.option("--no-top", "no_top", is_flag=True,
                          help="application names: leave out the dense classifier"),
         ]

@@ -8,7 +8,7 @@ import click
 
 from ..errors import WeightgraphError
 from ..terminal import human, seconds
-from .options import open_graph, output_format, parse_shape
+from .options import INPUT_SHAPE_HELP, open_graph, output_format, parse_shape
 
 __all__ = ["trace_group"]
 
@@ -48,6 +48,7 @@ def trace_group():
       weightgraph trace model.keras --input x.npy -o trace.graphml
       weightgraph trace model.keras --inputs test_set.npy --aggregate --target predicted \\
           --effective -o effective.graphml.gz
+      weightgraph trace model.onnx --input x.npy -o trace.graphml
     """
 
 
@@ -87,7 +88,7 @@ def trace_group():
                    "--inputs also 'predicted': each input's own largest output")
 @click.option("--weights", default="default", show_default=True,
               help="imagenet (default for application names), none (random), or a weights file")
-@click.option("--input-shape", callback=parse_shape, help="input shape H,W,C")
+@click.option("--input-shape", callback=parse_shape, help=INPUT_SHAPE_HELP)
 @click.option("--no-top", "no_top", is_flag=True, help="leave out the dense classifier")
 @click.option("--layers", "layer_range", metavar="FIRST:LAST",
               help="export this inclusive layer range (values cover the whole model)")
@@ -108,7 +109,7 @@ def run(model, input_path, inputs_path, aggregate, effective, min_rate, batch_si
         fmt, preprocess, target, weights, input_shape, no_top, layer_range, cone, active_only,
         output, loaded, trace_name, replace, quiet):
     """Trace one input (--input) or aggregate a set of inputs (--inputs SET --aggregate)
-    through MODEL (a file or a keras.applications name) or through a model loaded in Neo4j
+    through MODEL (a .keras/.onnx file or a keras.applications name) or through a model loaded in Neo4j
     (--model NAME). With --target LAYER:INDEX and no --layers/--cone, the output holds the
     target's cone.
 
@@ -116,6 +117,8 @@ def run(model, input_path, inputs_path, aggregate, effective, min_rate, batch_si
     Example:
       weightgraph trace vgg16 --input cat.jpg --target predictions:281 -o cat.graphml.gz
       weightgraph trace model.keras --input x.npy --active-only -o active.graphml
+      weightgraph trace resnet18.onnx --input-shape 3,64,64 --input cat.jpg --preprocess torch \\
+          --target logits:281 -o cat.graphml.gz
       weightgraph trace --model vgg16_demo --input cat.jpg --name cat --target block2_pool:1000
       weightgraph trace model.keras --inputs test_images/ --aggregate --target predicted \\
           -o set.parquet --format parquet

@@ -360,7 +360,7 @@ def _dense(conv, node, x, w: np.ndarray, bias):
     out_shape = tuple(shape[:-1]) + (w.shape[1],)
     ids = x.ids if len(shape) == 1 else x.ids.reshaped((positions, shape[-1]))
     op = WindowedOp(inp=ids, out_shape=out_shape, offset=conv.alloc(out_shape), pairs=table,
-                    groups=1, kernel=w.astype(np.float32).reshape(1, *w.shape), bias=bias,
+                    groups=1, kernel=np.asarray(w, np.float32).reshape(1, *w.shape), bias=bias,
                     params={"units": int(w.shape[1])})
     conv.add_neurons(node, op, layout="last" if len(out_shape) > 1 else None)
 

@@ -69,7 +69,9 @@ def _load(model):
     if not proto.graph.node:
         raise ModelLoadError(f"{name}: the ONNX graph has no nodes")
     try:
-        onnx.checker.check_model(proto)
+        # A file is checked from its path: checking the proto first serializes it again
+        # (0.4 s of VGG16's 144 MiB).
+        onnx.checker.check_model(str(path) if isinstance(model, (str, Path)) else proto)
     except Exception as exc:
         raise ModelLoadError(f"{name} is not a valid ONNX model ({one_line(exc)})") from None
     return proto, name
