@@ -1,7 +1,9 @@
 """NeuronGraph: ids, plan, and bounded streams of node and edge batches for any sink.
 
-Selections (``layers=`` ranges and ``cone=``) are resolved here, at enumeration time, by
-restricting each layer's enumerator to the neurons needed; the whole graph is never built.
+Selections (``layers=`` ranges and ``cone=``) are resolved by :mod:`loader.graph.selection`
+over this graph's "sources of" (:meth:`NeuronGraph._sources`), and applied at enumeration
+time by restricting each layer's enumerator to the neurons needed; the whole graph is never
+built.
 """
 
 from __future__ import annotations
