@@ -41,7 +41,7 @@ from ..ops.tensors import TensorIds, broadcast_ids, broadcast_take
 from ..ops.windowed import WindowedOp
 from .neuron_graph import NeuronGraph
 from .plan import LayerSpec, Plan
-from .selection import parse_cone, parse_layer_range
+from .selection import IdSpace, SelectableGraph
 
 DEFAULT_BATCH = 1 << 20  # values per batch (edges x kernel length): flat memory
 
@@ -314,7 +314,7 @@ class _Elementwise:
                                        _kernel_weight(kk, len(idx)), kk, layer_index)
 
 
-class ChannelGraph:
+class ChannelGraph(SelectableGraph):
     """The channel-level graph of a Keras model: a node per (layer, channel).
 
     Node ids are global and deterministic: the layer's channel offset plus the channel (layers
@@ -355,17 +355,8 @@ class ChannelGraph:
         self.total_channels = int(self._channels.sum())
         self._views: dict[int, object] = {}
         self._full_edges: dict[int, int] = {}
-        self.node_masks: dict[int, np.ndarray | None] = {int(i): None
-                                                         for i in self._neuron_entries}
-        self.edge_masks: dict[int, np.ndarray | None] = {
-            int(i): None for i in self._neuron_entries if self.entries[i].kind == "neurons"}
-        self.selection = "all"
-        if layers and cone:
-            raise SelectionError("choose either a layer range or a cone, not both")
-        if layers:
-            self._select_layers(layers)
-        elif cone:
-            self._select_cone(cone)
+        self._id_space = IdSpace(self._neuron_entries, self._chan_offsets, self._channels)
+        self._select(layers, cone)
 
     @classmethod
     def from_model(cls, model, *, layers: str | None = None, cone: str | None = None,
@@ -493,47 +484,10 @@ class ChannelGraph:
             yield from self._view(i).iter_edges(dst, i, self.channel_offset(i), batch_size)
 
     # ------------------------------------------------------------------ selections
-    def _mark(self, chan_ids: np.ndarray, depth=None, depths=None):
-        if not len(chan_ids):
-            return
-        slot = np.searchsorted(self._chan_offsets, chan_ids, side="right") - 1
-        for s in np.unique(slot):
-            i = int(self._neuron_entries[s])
-            sel = slot == s
-            local = chan_ids[sel] - self._chan_offsets[s]
-            if depths is None:
-                mask = self.node_masks.get(i)
-                if i in self.node_masks and mask is None:
-                    continue
-                if mask is None:
-                    mask = self.node_masks[i] = np.zeros(self.n_channels(i), dtype=bool)
-                mask[local] = True
-            else:
-                arr = depths.setdefault(i, np.full(self.n_channels(i), np.iinfo(np.int32).max,
-                                                   dtype=np.int64))
-                np.minimum.at(arr, local, depth[sel])
+    def _layer_index(self, name: str) -> int:
+        return self.neurons.index_of(name)
 
-    def _select_layers(self, spec: str):
-        first, last = parse_layer_range(spec)
-        lo = self.neurons.index_of(first) if first else 0
-        hi = self.neurons.index_of(last) if last else len(self.entries) - 1
-        if lo > hi:
-            raise SelectionError(f"layer {first!r} comes after {last!r}")
-        chosen = [i for i in range(lo, hi + 1) if self.entries[i].op is not None]
-        if not chosen:
-            raise SelectionError(f"layers {spec!r} hold no neurons (only shape-only layers)")
-        self.selection = f"layers {spec}"
-        self.node_masks = {i: None for i in chosen}
-        self.edge_masks = {i: None for i in chosen if self.entries[i].kind == "neurons"}
-        first_id = self.channel_offset(chosen[0])
-        for i in list(self.edge_masks):
-            view = self._view(i)
-            src, _ = view.sources_of(np.arange(self.n_channels(i)))
-            ids = view.sources[src] if isinstance(view, _Windowed) else src
-            self._mark(np.unique(ids[ids < first_id]))
-
-    def _select_cone(self, spec: str):
-        name, channel, max_depth = parse_cone(spec)
+    def _cone_top(self, name: str, channel: int) -> int:
         i0 = self.neurons.index_of(name)
         if self.entries[i0].op is None:
             raise SelectionError(f"layer {name!r} makes no neurons (a shape-only layer): "
@@ -541,27 +495,19 @@ class ChannelGraph:
         if channel >= self.n_channels(i0):
             raise SelectionError(f"layer {name!r} has {self.n_channels(i0)} channels; "
                                  f"channel {channel} is out of range")
-        unlimited = np.iinfo(np.int32).max
-        depths: dict[int, np.ndarray] = {}
-        self._mark(np.array([self.channel_offset(i0) + channel]), np.array([0]), depths)
-        self.node_masks, self.edge_masks = {}, {}
-        for i in range(len(self.entries) - 1, -1, -1):
-            if i not in depths:
-                continue
-            d = depths[i]
-            reached = d < unlimited
-            self.node_masks[i] = reached
-            if self.entries[i].kind != "neurons":
-                continue
-            expand = reached if max_depth is None else d < max_depth
-            if not expand.any():
-                continue
-            self.edge_masks[i] = expand
-            view = self._view(i)
-            src, dst = view.sources_of(np.flatnonzero(expand))
-            ids = view.sources[src] if isinstance(view, _Windowed) else src
-            self._mark(ids, d[dst] + 1, depths)
-        self.selection = f"cone {spec}"
+        return self.channel_offset(i0) + channel
+
+    def _sources(self, i: int, depth: np.ndarray | None = None,
+                 expand: np.ndarray | None = None, below: int | None = None):
+        """The channels feeding entry ``i``'s channels ``expand`` (None: all), as chunks of
+        (ids, depths); see :class:`~loader.graph.selection.SelectableGraph`."""
+        if self.entries[i].kind != "neurons":
+            return None
+        view = self._view(i)
+        src, dst = view.sources_of(np.arange(self.n_channels(i)) if expand is None
+                                   else np.flatnonzero(expand))
+        ids = view.sources[src] if isinstance(view, _Windowed) else src
+        return [(ids, None if depth is None else depth[dst] + 1)]
 
 
 def _channel_attributes(op, c: int) -> tuple[np.ndarray, np.ndarray]:

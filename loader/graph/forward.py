@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import WeightgraphError
 from ..ops import activations
+from .array_graph import START, ArrayGraph, accumulate
 from .blocks import layer_pass
 from .coerce import as_graph
 
@@ -26,36 +27,14 @@ from .coerce import as_graph
 class _Layer:
     def __init__(self, name, op, shape, n, samples):
         self.name, self.op, self.shape, self.n = name, op, tuple(shape), n
-        init = {"sum": 0.0, "max": -np.inf, "min": np.inf, "product": 1.0}[op]
-        self.acc = np.full((n, samples), init)
+        self.acc = np.full((n, samples), START[op])
 
     def add(self, local_dst, src_values, weight):
-        if self.op == "sum":
-            contrib = src_values * weight[:, None]
-            for b in range(self.acc.shape[1]):
-                self.acc[:, b] += np.bincount(local_dst, weights=contrib[:, b], minlength=self.n)
-        elif self.op == "max":
-            np.maximum.at(self.acc, local_dst, src_values)
-        elif self.op == "min":
-            np.minimum.at(self.acc, local_dst, src_values)
-        else:
-            np.multiply.at(self.acc, local_dst, src_values)
+        accumulate(self.acc, self.op, local_dst, src_values, weight)
 
     def finish(self, bias, activation):
-        pre = self.acc + bias[:, None]
-        samples = pre.shape[1]
-        groups = activation_groups(activation)
-        out = np.empty_like(pre)
-        for name, sel in groups.items():
-            if name == "linear":
-                out[sel] = pre[sel]
-            elif name in ("softmax", "log_softmax"):
-                # Normalises over the last axis of the layer's output: needs the whole layer.
-                x = pre.T.reshape((samples,) + self.shape)
-                out[:] = activations.apply(name, x).reshape(samples, -1).T
-            else:
-                out[sel] = activations.apply(name, pre[sel])
-        return out
+        return activate(self.acc + bias[:, None], activation_groups(activation), self.shape,
+                        slopes=False)[0]
 
 
 def activation_groups(activation) -> dict:
@@ -65,6 +44,40 @@ def activation_groups(activation) -> dict:
         return {activation: slice(None)}
     names = np.asarray(activation, dtype=object)
     return {a: names == a for a in np.unique(names)}
+
+
+def activate(pre: np.ndarray, groups: dict, shape, *, slopes: bool = True,
+              out: np.ndarray | None = None, slope: np.ndarray | None = None):
+    """A layer's activations on its pre-activations ``pre`` (neurons, or neurons x inputs;
+    bias added): ``(output, slope, jacobian name or None)``, written into ``out`` and
+    ``slope`` when given. ``groups``: :func:`activation_groups`; ``shape``: the layer's
+    output shape. An activation that mixes the layer (softmax: over the last axis of its
+    output) must hold all of it; its slope is 1 (the Jacobian does the rest). ``slopes``
+    False: no slope is computed (None)."""
+    out = np.empty_like(pre) if out is None else out
+    if slopes and slope is None:
+        slope = np.empty_like(pre)
+    jac = None
+    with np.errstate(over="ignore", invalid="ignore"):
+        for name, sel in groups.items():
+            if name in activations.JACOBIAN:
+                if len(groups) != 1:
+                    raise WeightgraphError(f"{name} on part of a layer")
+                if pre.ndim == 1:
+                    out[:] = activations.apply(name, pre.reshape(shape)).reshape(-1)
+                else:
+                    b = pre.shape[1]
+                    out[:] = activations.apply(name, pre.T.reshape((b,) + tuple(shape))
+                                               ).reshape(b, -1).T
+                if slopes:
+                    slope[:] = 1.0
+                jac = name
+            else:
+                p = pre[sel]
+                out[sel] = activations.apply(name, p)
+                if slopes:
+                    slope[sel] = np.where(np.isfinite(p), activations.slope(name, p), 0.0)
+    return out, slope, jac
 
 
 def _as_batch(x: np.ndarray, shape) -> np.ndarray:
@@ -133,50 +146,84 @@ def execute_arrays(layers: list[dict], nodes: dict, edges: dict, inputs) -> dict
     dict layer name -> values (samples, *output_shape) for the layers with neurons; a neuron
     the graph does not hold (an effective graph's dropped neurons) is 0 there.
     """
-    ids = np.asarray(nodes["id"], dtype=np.int64)
-    layer_index = np.asarray(nodes["layer_index"], dtype=np.int64)
-    index = np.asarray(nodes["index"], dtype=np.int64)
-    bias = np.asarray(nodes["bias"], dtype=np.float64)
-    act = np.asarray(nodes["activation"], dtype=object)
-    src = np.asarray(edges["src"], dtype=np.int64)
-    dst = np.asarray(edges["dst"], dtype=np.int64)
-    weight = np.asarray(edges["weight"], dtype=np.float64)
-    order = np.argsort(ids)
-    ids, layer_index, index, bias, act = (a[order] for a in (ids, layer_index, index, bias, act))
-    pos_of = lambda q: np.searchsorted(ids, q)  # noqa: E731  node row of a global id
-    dst_layer = layer_index[pos_of(dst)]
-    by_layer = np.argsort(dst_layer, kind="stable")
-    src, dst, weight, dst_layer = src[by_layer], dst[by_layer], weight[by_layer], dst_layer[by_layer]
-    bounds = np.searchsorted(dst_layer, np.arange(len(layers) + 1))
+    graph = ArrayGraph.prepare(layers, nodes, edges)
     in_layers = [l for l in layers if l["kind"] == "input"]
     if not isinstance(inputs, dict):
         inputs = {in_layers[0]["name"]: inputs}
-    samples = _as_batch(next(iter(inputs.values())), in_layers[0]["output_shape"]).shape[1]
-    values = np.zeros((len(ids), samples))
+    fwd = forward_arrays(graph, {l["name"]: _as_batch(inputs[l["name"]], l["output_shape"])
+                                 for l in in_layers})
+    samples = fwd.values.shape[1]
     results = {}
-    for layer in sorted(layers, key=lambda l: l["index"]):
+    for k in sorted(graph.layers):
+        layer = graph.layers[k]
         if layer["kind"] == "alias":
             continue
-        rows = np.flatnonzero(layer_index == layer["index"])
-        rows = rows[np.argsort(index[rows])]
-        if layer["kind"] == "input":
-            values[rows] = _as_batch(inputs[layer["name"]], layer["output_shape"])[index[rows]]
-        else:
-            n = len(rows)
-            acc = _Layer(layer["name"], layer["op"], layer["output_shape"], n, samples)
-            lo, hi = bounds[layer["index"]], bounds[layer["index"] + 1]
-            local = np.searchsorted(ids[rows], dst[lo:hi])
-            acc.add(local, values[pos_of(src[lo:hi])], weight[lo:hi])
-            values[rows] = acc.finish(bias[rows], _uniform(act[rows]))
-        out = values[rows].T
-        if len(rows) != int(np.prod(layer["output_shape"])):
+        a, b = graph.rows(k)
+        out = fwd.values[a:b].T
+        if b - a != int(np.prod(layer["output_shape"])):
             # A graph without some of a layer's neurons (an effective graph drops those that
             # are 0 on every input of its set): they are 0.
             full = np.zeros((samples, int(np.prod(layer["output_shape"]))))
-            full[:, index[rows]] = out
+            full[:, graph.index[a:b]] = out
             out = full
         results[layer["name"]] = out.reshape((samples,) + tuple(layer["output_shape"]))
     return results
+
+
+@dataclass
+class ArrayForward:
+    """The forward pass over an :class:`~loader.graph.array_graph.ArrayGraph`, per row.
+    ``values``: (rows, inputs), or (rows,) for a trace, which also keeps what its backward
+    pass needs: ``slope``, ``has_inputs`` (False for a max/min neuron that chose nothing),
+    ``chosen`` (per max/min neuron its chosen source id, -1 elsewhere) and ``jacobians``
+    (layer index -> softmax / log_softmax)."""
+
+    values: np.ndarray
+    slope: np.ndarray | None = None
+    has_inputs: np.ndarray | None = None
+    chosen: np.ndarray | None = None
+    jacobians: dict | None = None
+
+
+def forward_arrays(graph: ArrayGraph, inputs: dict, *, trace: bool = False) -> ArrayForward:
+    """Run ``graph`` forward, layers in index order. ``inputs``: input-layer name -> its
+    values, (neurons, inputs), or (neurons,) for a ``trace`` (one input, with slopes and
+    max/min choices; a softmax layer must then be whole in the graph)."""
+    n = len(graph)
+    if trace:
+        fwd = ArrayForward(np.zeros(n), np.ones(n), np.ones(n, dtype=bool),
+                           np.full(n, -1, dtype=np.int64), {})
+    else:
+        fwd = ArrayForward(np.zeros((n, next(iter(inputs.values())).shape[1])))
+    for k in sorted(graph.layers):
+        layer = graph.layers[k]
+        a, b = graph.rows(k)
+        if a == b or layer.get("kind") == "alias":
+            continue
+        values = fwd.values
+        if layer["kind"] == "input":
+            values[a:b] = inputs[layer["name"]][graph.index[a:b]]
+            continue
+        pre, chosen = graph.layer_pass(k).forward(values, choose=trace)
+        groups = activation_groups(_uniform(graph.activation[a:b]))
+        jac = next((g for g in groups if g in activations.JACOBIAN), None)
+        if trace and jac and (b - a != layer["neurons"] or len(groups) != 1):
+            raise WeightgraphError(
+                f"layer {layer['name']!r} ends in {jac}, which mixes the whole layer: the "
+                "selection must hold all of it")
+        pre += graph.bias[a:b] if pre.ndim == 1 else graph.bias[a:b, None]
+        values[a:b], slope, jac = activate(pre, groups, layer["output_shape"], slopes=trace)
+        if not trace:
+            continue
+        fwd.slope[a:b] = slope
+        if jac:
+            fwd.jacobians[k] = jac
+        if chosen is not None:
+            ok = chosen >= 0
+            ok[ok] = values[graph.rows_of(chosen[ok])] == values[a:b][ok]
+            fwd.chosen[a:b] = np.where(ok, chosen, -1)
+            fwd.has_inputs[a:b] = fwd.chosen[a:b] >= 0
+    return fwd
 
 
 def execute_networkx(G, inputs) -> dict[str, np.ndarray]:
@@ -252,24 +299,7 @@ def _finish(op, pre: np.ndarray):
     """Activation of a layer: (output, slope, jacobian name or None)."""
     n = op.n_neurons
     pre = pre + op.bias(np.arange(n)).astype(np.float64)
-    groups = activation_groups(op.activation(np.arange(n)))
-    out = np.empty(n)
-    slope = np.empty(n)
-    jac = None
-    with np.errstate(over="ignore", invalid="ignore"):
-        for name, sel in groups.items():
-            if name in activations.JACOBIAN:
-                # Over the last axis of the layer's output: needs the whole layer.
-                if len(groups) != 1:
-                    raise WeightgraphError(f"{name} on part of a layer")
-                out[:] = activations.apply(name, pre.reshape(op.out_shape)).reshape(-1)
-                slope[:] = 1.0
-                jac = name
-            else:
-                p = pre[sel]
-                out[sel] = activations.apply(name, p)
-                slope[sel] = np.where(np.isfinite(p), activations.slope(name, p), 0.0)
-    return out, slope, jac
+    return activate(pre, activation_groups(op.activation(np.arange(n))), op.out_shape)
 
 
 def _finish_many(op, pre: np.ndarray, out: np.ndarray | None = None,
@@ -304,9 +334,4 @@ def _finish_many(op, pre: np.ndarray, out: np.ndarray | None = None,
             np.copyto(out, pre)
             slope.fill(1.0)
         return out, slope, None
-    with np.errstate(over="ignore", invalid="ignore"):
-        for name, sel in groups.items():
-            p = pre[sel]
-            out[sel] = activations.apply(name, p)
-            slope[sel] = np.where(np.isfinite(p), activations.slope(name, p), 0.0)
-    return out, slope, None
+    return activate(pre, groups, op.out_shape, out=out, slope=slope)

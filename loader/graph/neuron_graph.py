@@ -1,7 +1,9 @@
 """NeuronGraph: ids, plan, and bounded streams of node and edge batches for any sink.
 
-Selections (``layers=`` ranges and ``cone=``) are resolved here, at enumeration time, by
-restricting each layer's enumerator to the neurons needed; the whole graph is never built.
+Selections (``layers=`` ranges and ``cone=``) are resolved by :mod:`loader.graph.selection`
+over this graph's "sources of" (:meth:`NeuronGraph._sources`), and applied at enumeration
+time by restricting each layer's enumerator to the neurons needed; the whole graph is never
+built.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from .entries import Entry, ModelEntries
 from ..errors import SelectionError
 from .frontends import read_model
 from .plan import LayerSpec, Plan
-from .selection import parse_cone, parse_layer_range
+from .selection import IdSpace, SelectableGraph
 
 DEFAULT_BATCH = 1 << 20  # ~1M edges: 20 MB of arrays, flat memory whatever the model
 
 
-class NeuronGraph:
+class NeuronGraph(SelectableGraph):
     """The neuron-level graph of a model (or a selected part of it), from its layer entries.
 
     Parameters
@@ -56,18 +58,12 @@ class NeuronGraph:
         self._offsets = np.array([entries[i].op.offset for i in neuron_idx], dtype=np.int64)
         self.total_neurons = sum(entries[i].op.n_neurons for i in neuron_idx)
         self._full_edges: dict[int, int] = {}
-        # Selection: per entry index, None = everything, or a bool mask over its neurons.
-        self.node_masks: dict[int, np.ndarray | None] = {i: None for i in neuron_idx}
-        self.edge_masks: dict[int, np.ndarray | None] = {
-            i: None for i in neuron_idx if entries[i].kind == "neurons"}
+        # Selection (node_masks, edge_masks: SelectableGraph): per entry index, None =
+        # everything, or a bool mask over its neurons.
         self._selected_edges: dict[int, int] = {}
-        self.selection = "all"
-        if layers and cone:
-            raise SelectionError("choose either a layer range or a cone, not both")
-        if layers:
-            self._select_layers(layers)
-        elif cone:
-            self._select_cone(cone)
+        self._id_space = IdSpace(neuron_idx, self._offsets,
+                                 [entries[i].op.n_neurons for i in neuron_idx])
+        self._select(layers, cone)
 
     @classmethod
     def from_model(cls, model, *, layers: str | None = None, cone: str | None = None,
@@ -126,8 +122,7 @@ class NeuronGraph:
 
     def layer_of_ids(self, ids: np.ndarray) -> np.ndarray:
         """Entry index of the layer owning each global neuron id."""
-        pos = np.searchsorted(self._offsets, ids, side="right") - 1
-        return self._neuron_entries[pos]
+        return self._id_space.owners(ids)
 
     def full_edge_count(self, i: int) -> int:
         if i not in self._full_edges:
@@ -234,84 +229,41 @@ class NeuronGraph:
                 yield EdgeBatch(src, dst, w, i)
 
     # ------------------------------------------------------------------ selections
-    def _select_layers(self, spec: str):
-        first, last = parse_layer_range(spec)
-        lo = self.index_of(first) if first else 0
-        hi = self.index_of(last) if last else len(self.entries) - 1
-        if lo > hi:
-            raise SelectionError(f"layer {first!r} comes after {last!r}")
-        chosen = [i for i in range(lo, hi + 1) if self.entries[i].op is not None]
-        if not chosen:
-            raise SelectionError(f"layers {spec!r} hold no neurons (only shape-only layers)")
-        self.selection = f"layers {spec}"
-        self.node_masks = {i: None for i in chosen}
-        self.edge_masks = {i: None for i in chosen if self.entries[i].kind == "neurons"}
-        # Neurons that feed the range from outside are included as sources.
-        first_id = self.entries[chosen[0]].op.offset
-        for i in list(self.edge_masks):
-            op = self.entries[i].op
-            if not any(_min_id(t) < first_id for t in op.inputs):
-                continue
-            if hasattr(op, "sources_of"):
-                everything = np.ones(op.n_neurons, dtype=bool)
-                src = op.sources_of(np.zeros(op.n_neurons, dtype=np.int32), everything)[0]
-                self._mark(src[src < first_id])
-                continue
-            for src, _, _ in op.iter_edges(DEFAULT_BATCH):
-                self._mark(src[src < first_id])
+    def _layer_index(self, name: str) -> int:
+        return self.index_of(name)
 
-    def _mark(self, ids: np.ndarray, depth: np.ndarray | None = None, depths=None):
-        """Record neurons ``ids`` as selected: into ``node_masks`` (layer ranges), or, with
-        ``depths`` (cones), lowering each neuron's depth to ``depth`` where that is less."""
-        if not len(ids):
-            return
-        owners = self.layer_of_ids(ids)
-        for owner in np.unique(owners):
-            sel = owners == owner
-            op = self.entries[owner].op
-            local = ids[sel] - op.offset
-            if depths is None:
-                mask = self.node_masks.get(owner)
-                if owner in self.node_masks and mask is None:
-                    continue
-                if mask is None:
-                    mask = self.node_masks[owner] = np.zeros(op.n_neurons, dtype=bool)
-                mask[local] = True
-            else:
-                arr = depths.setdefault(owner, np.full(op.n_neurons, np.iinfo(np.int32).max,
-                                                       dtype=np.int32))
-                np.minimum.at(arr, local, depth[sel])
+    def _cone_top(self, name: str, index: int) -> int:
+        return self.neuron_id(name, index)
 
-    def _select_cone(self, spec: str):
-        name, index, max_depth = parse_cone(spec)
-        top = self.neuron_id(name, index)
-        unlimited = np.iinfo(np.int32).max
-        depths: dict[int, np.ndarray] = {}
-        self._mark(np.array([top]), np.array([0], dtype=np.int32), depths)
-        self.node_masks, self.edge_masks, self._selected_edges = {}, {}, {}
-        for i in range(len(self.entries) - 1, -1, -1):
-            if i not in depths:
-                continue
-            d = depths[i]
-            reached = d < unlimited
-            self.node_masks[i] = reached
-            if self.entries[i].kind != "neurons":
-                continue
-            expand = reached if max_depth is None else d < max_depth
-            if not expand.any():
-                continue
-            self.edge_masks[i] = expand
-            op = self.entries[i].op
-            if hasattr(op, "sources_of"):  # windowed layers: per (pair, group), not per edge
-                src, src_depth, count = op.sources_of(d, expand)
-                self._mark(src, src_depth, depths)
-            else:
-                count = 0
-                for src, dst, _ in op.iter_edges(DEFAULT_BATCH, expand):
-                    count += len(src)
-                    self._mark(src, d[dst - op.offset] + 1, depths)
+    def _sources(self, i: int, depth: np.ndarray | None = None,
+                 expand: np.ndarray | None = None, below: int | None = None):
+        """The neurons feeding entry ``i``'s neurons ``expand`` (None: all), as chunks of
+        (ids, depths); see :class:`~loader.graph.selection.SelectableGraph`. A cone's
+        expansion records the number of edges it selects."""
+        e = self.entries[i]
+        if e.kind != "neurons":
+            return None
+        op = e.op
+        if below is not None and not any(_min_id(t) < below for t in op.inputs):
+            return None
+        if hasattr(op, "sources_of"):  # windowed layers: per (pair, group), not per edge
+            everything = np.ones(op.n_neurons, dtype=bool)
+            src, src_depth, count = op.sources_of(
+                np.zeros(op.n_neurons, dtype=np.int32) if depth is None else depth,
+                everything if expand is None else expand)
+            if expand is not None:
+                self._selected_edges[i] = count
+            return [(src, src_depth)]
+        return self._edge_sources(i, depth, expand)
+
+    def _edge_sources(self, i: int, depth, expand):
+        op = self.entries[i].op
+        count = 0
+        for src, dst, _ in op.iter_edges(DEFAULT_BATCH, expand):
+            count += len(src)
+            yield src, None if depth is None else depth[dst - op.offset] + 1
+        if expand is not None:
             self._selected_edges[i] = count
-        self.selection = f"cone {spec}"
 
 
 def _min_id(t) -> int:

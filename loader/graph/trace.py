@@ -38,7 +38,8 @@ from ..errors import SelectionError, WeightgraphError
 from ..ops import activations
 from .batches import EdgeBatch, NodeBatch
 from .coerce import as_graph
-from .forward import forward_pass
+from .array_graph import ArrayGraph
+from .forward import forward_arrays, forward_pass
 from .neuron_graph import DEFAULT_BATCH, NeuronGraph
 from ..inputs import InputFileError, fit_array
 from .selection import parse_neuron
@@ -448,121 +449,38 @@ def trace_arrays(layers: list[dict], nodes: dict, edges: dict, inputs: dict, *,
     that is the first in window order). A softmax layer must be whole in the selection.
     """
     t0 = time.perf_counter()
-    order = np.argsort(np.asarray(nodes["id"], dtype=np.int64))
-    ids = np.asarray(nodes["id"], dtype=np.int64)[order]
-    li = np.asarray(nodes["layer_index"], dtype=np.int64)[order]
-    index = np.asarray(nodes["index"], dtype=np.int64)[order]
-    op = np.asarray(nodes["op"], dtype=object)[order]
-    bias = np.asarray(nodes["bias"], dtype=np.float64)[order]
-    act = np.asarray(nodes["activation"], dtype=object)[order]
-    src = np.searchsorted(ids, np.asarray(edges["src"], dtype=np.int64))
-    dst = np.searchsorted(ids, np.asarray(edges["dst"], dtype=np.int64))
-    weight = np.asarray(edges["weight"], dtype=np.float64)
-    if len(src) and (src.max() >= len(ids) or not np.array_equal(
-            ids[np.minimum(src, len(ids) - 1)], np.asarray(edges["src"], dtype=np.int64))):
-        raise WeightgraphError("an edge reads a neuron the selection does not hold")
-    by_layer = np.argsort(li[dst], kind="stable")
-    src, dst, weight = src[by_layer], dst[by_layer], weight[by_layer]
-    n_layers = max(l["index"] for l in layers) + 2
-    bounds = np.searchsorted(li[dst], np.arange(n_layers))
-    layer_rows = np.searchsorted(li, np.arange(n_layers))  # rows are sorted by id, so by layer
-    n = len(ids)
-    values = np.zeros(n)
-    slope = np.ones(n)
-    chosen = np.full(n, -1, dtype=np.int64)
-    has_inputs = np.ones(n, dtype=bool)
-    jac = {}
-    info = {l["index"]: l for l in layers}
-    for k in sorted(info):
-        layer = info[k]
-        a, b = layer_rows[k], layer_rows[k + 1]
-        if a == b or layer.get("kind") == "alias":
-            continue
-        rows = np.arange(a, b)
-        if layer["kind"] == "input":
-            values[rows] = np.asarray(inputs[layer["name"]], dtype=np.float64).reshape(-1)[
-                index[rows]]
-            continue
-        e0, e1 = bounds[k], bounds[k + 1]
-        s, d, w = src[e0:e1], dst[e0:e1] - a, weight[e0:e1]
-        kind = layer["op"]
-        if kind == "sum":
-            pre = np.bincount(d, weights=w * values[s], minlength=b - a)
-        elif kind == "product":
-            pre = np.ones(b - a)
-            np.multiply.at(pre, d, values[s])
-        else:
-            reduce, fill = (np.maximum, -np.inf) if kind == "max" else (np.minimum, np.inf)
-            pre = np.full(b - a, fill)
-            reduce.at(pre, d, values[s])
-            hit = values[s] == pre[d]
-            least = np.full(b - a, np.iinfo(np.int64).max)
-            np.minimum.at(least, d[hit], ids[s[hit]])
-            chosen[rows] = np.where(least == np.iinfo(np.int64).max, -1, least)
-        pre = pre + bias[rows]
-        names = act[rows]
-        with np.errstate(over="ignore", invalid="ignore"):
-            for name in np.unique(names):
-                sel = rows[names == name]
-                p = pre[names == name]
-                if name in activations.JACOBIAN:
-                    if len(rows) != layer["neurons"] or len(sel) != len(rows):
-                        raise WeightgraphError(
-                            f"layer {layer['name']!r} ends in {name}, which mixes the whole "
-                            "layer: the selection must hold all of it")
-                    out = activations.apply(name, p.reshape(layer["output_shape"]))
-                    values[sel] = out.reshape(-1)
-                    jac[k] = name
-                else:
-                    values[sel] = activations.apply(name, p)
-                    slope[sel] = np.where(np.isfinite(p), activations.slope(name, p), 0.0)
-        if kind in ("max", "min"):
-            c = chosen[rows]
-            ok = c >= 0
-            ok[ok] = values[np.searchsorted(ids, c[ok])] == values[rows][ok]
-            chosen[rows] = np.where(ok, c, -1)
-            has_inputs[rows] = chosen[rows] >= 0
+    graph = ArrayGraph.prepare(layers, nodes, edges, check_sources=True)
+    x = {l["name"]: np.asarray(inputs[l["name"]], dtype=np.float64).reshape(-1)
+         for l in layers if l["kind"] == "input" and graph.holds(l["index"])}
+    fwd = forward_arrays(graph, x, trace=True)
+    values = fwd.values
     t1 = time.perf_counter()
-    result = ArrayTrace(ids, li, index, op, values, (slope != 0) & has_inputs, chosen)
+    result = ArrayTrace(graph.ids, graph.layer_index, graph.index, graph.op, values,
+                        (fwd.slope != 0) & fwd.has_inputs, fwd.chosen)
     result.seconds["forward"] = t1 - t0
     if target_id is None:
         return result
+    n = len(graph)
     grad = np.zeros(n)
-    top = int(np.searchsorted(ids, target_id))
-    if top >= n or ids[top] != target_id:
+    top = int(graph.rows_of(target_id))
+    if top >= n or graph.ids[top] != target_id:
         raise WeightgraphError(f"the target (id {target_id}) is not in the selection")
     grad[top] = 1.0
-    for k in sorted(info, reverse=True):
-        layer = info[k]
-        a, b = layer_rows[k], layer_rows[k + 1]
+    for k in sorted(graph.layers, reverse=True):
+        layer = graph.layers[k]
+        a, b = graph.rows(k)
         if a == b or layer["kind"] != "neurons":
             continue
         g = grad[a:b]
         if not g.any():
             continue
-        if k in jac:
-            gpre = activations.jacobian_vjp(jac[k], values[a:b].reshape(layer["output_shape"]),
-                                            g.reshape(layer["output_shape"])).reshape(-1)
+        if k in fwd.jacobians:
+            shape = layer["output_shape"]
+            gpre = activations.jacobian_vjp(fwd.jacobians[k], values[a:b].reshape(shape),
+                                            g.reshape(shape)).reshape(-1)
         else:
-            gpre = g * slope[a:b]
-        e0, e1 = bounds[k], bounds[k + 1]
-        s, d, w = src[e0:e1], dst[e0:e1] - a, weight[e0:e1]
-        kind = layer["op"]
-        if kind == "sum":
-            grad += np.bincount(s, weights=gpre[d] * w, minlength=n)
-        elif kind in ("max", "min"):
-            c = chosen[a:b]
-            ok = (c >= 0) & (gpre != 0)
-            np.add.at(grad, np.searchsorted(ids, c[ok]), gpre[ok])
-        else:
-            v = values[s]
-            zero = v == 0
-            nonzero = np.ones(b - a)
-            zeros = np.zeros(b - a)
-            np.multiply.at(nonzero, d, np.where(zero, 1.0, v))
-            np.add.at(zeros, d, zero)
-            others = np.where(zeros[d] - zero > 0, 0.0, nonzero[d] / np.where(zero, 1.0, v))
-            grad += np.bincount(s, weights=gpre[d] * others, minlength=n)
+            gpre = g * fwd.slope[a:b]
+        graph.layer_pass(k).backward(gpre, values, fwd.chosen[a:b], grad)
     result.target_id = target_id
     result.gradient = grad
     result.contribution = values * grad

@@ -59,7 +59,8 @@ from ..ops.elementwise import ElementwiseOp
 from ..ops.windowed import WindowedOp
 from .batches import EdgeBatch, NodeBatch
 from .blocks import layer_pass
-from .forward import _finish_many, activation_groups
+from .array_graph import ArrayGraph
+from .forward import _finish_many, activate, activation_groups
 from .neuron_graph import DEFAULT_BATCH, NeuronGraph
 from .trace import neuron_id
 
@@ -982,25 +983,14 @@ def _array_finish(name_of_layer: str, bias: np.ndarray, act: np.ndarray, shape: 
     names = np.asarray(act, dtype=object)
     uniform = names[0] if len(names) and (names == names[0]).all() else None
     groups = activation_groups(uniform if uniform is not None else names)
+    jac = next((name for name in groups if name in activations.JACOBIAN), None)
 
     def finish(pre: np.ndarray, out: np.ndarray, slope: np.ndarray):
-        n, b = pre.shape
-        pre = pre + bias[:, None]
-        with np.errstate(over="ignore", invalid="ignore"):
-            for name, sel in groups.items():
-                if name in activations.JACOBIAN:
-                    if not whole or len(groups) != 1:
-                        raise WeightgraphError(
-                            f"layer {name_of_layer!r} ends in {name}, which mixes the whole "
-                            "layer: the selection must hold all of it")
-                    out[:] = activations.apply(name, pre.T.reshape((b,) + shape)).reshape(
-                        b, -1).T
-                    slope[:] = 1.0
-                    return out, slope, name
-                p = pre[sel]
-                out[sel] = activations.apply(name, p)
-                slope[sel] = np.where(np.isfinite(p), activations.slope(name, p), 0.0)
-        return out, slope, None
+        if jac and (not whole or len(groups) != 1):
+            raise WeightgraphError(
+                f"layer {name_of_layer!r} ends in {jac}, which mixes the whole layer: the "
+                "selection must hold all of it")
+        return activate(pre + bias[:, None], groups, shape, out=out, slope=slope)
 
     return finish
 
@@ -1024,31 +1014,13 @@ def trace_set_arrays(layers: list[dict], nodes: dict, edges: dict, inputs, *,
     -------
     TraceSet with ``graph`` None, ``ids`` the sorted neuron ids and ``layers``.
     """
-    ids = np.asarray(nodes["id"], np.int64)
-    order = np.argsort(ids)
-    ids = ids[order]
-    li = np.asarray(nodes["layer_index"], np.int64)[order]
-    index = np.asarray(nodes["index"], np.int64)[order]
-    bias = np.asarray(nodes["bias"], np.float64)[order]
-    act = np.asarray(nodes["activation"], dtype=object)[order]
-    e_src = np.asarray(edges["src"], np.int64)
-    e_dst = np.asarray(edges["dst"], np.int64)
-    src = np.searchsorted(ids, e_src)
-    dst = np.searchsorted(ids, e_dst)
-    if len(src) and (src.max() >= len(ids) or not np.array_equal(ids[src], e_src)):
-        raise WeightgraphError("an edge reads a neuron the selection does not hold")
-    weight = np.asarray(edges["weight"], np.float64)
-    n_rows = len(ids)
-    by_layer = np.argsort(li[dst], kind="stable")
-    src, dst, weight = src[by_layer], dst[by_layer], weight[by_layer]
-    table = {l["index"]: l for l in layers}
-    n_layers = max(table) + 2
-    bounds = np.searchsorted(li[dst], np.arange(n_layers))
-    layer_rows = np.searchsorted(li, np.arange(n_layers))
+    graph = ArrayGraph.prepare(layers, nodes, edges, check_sources=True)
+    ids, index, bias, act = graph.ids, graph.index, graph.bias, graph.activation
+    n_rows, table = len(graph), graph.layers
     steps = []
     for k in sorted(table):
         layer = table[k]
-        a, b = int(layer_rows[k]), int(layer_rows[k + 1])
+        a, b = graph.rows(k)
         if a == b or layer.get("kind") == "alias":
             continue
         shape = tuple(layer["output_shape"])
@@ -1057,8 +1029,8 @@ def trace_set_arrays(layers: list[dict], nodes: dict, edges: dict, inputs, *,
             steps.append(_Step(k, layer["name"], "input", a, b, "input", shape,
                                take=None if whole else index[a:b]))
             continue
-        e0, e1 = bounds[k], bounds[k + 1]
-        p = ArrayPass(layer["op"], dst[e0:e1] - a, src[e0:e1], weight[e0:e1], b - a, n_rows)
+        edges_in = graph.layer_pass(k)
+        p = ArrayPass(layer["op"], edges_in.dst, edges_in.src, edges_in.weight, b - a, n_rows)
         whole = b - a == layer["neurons"]
         steps.append(_Step(k, layer["name"], "neurons", a, b, layer["op"], shape, p,
                            _array_finish(layer["name"], bias[a:b], act[a:b], shape, whole)))

@@ -45,7 +45,7 @@ from ..graph import costs
 from ..graph.batches import EdgeBatch, NodeBatch
 from ..errors import SelectionError, TooLargeError, WeightgraphError
 from ..graph.channels import ChannelEdgeBatch, ChannelNodeBatch
-from ..graph.selection import parse_cone, parse_layer_range
+from ..graph.selection import IdSpace, UpstreamWalk, layer_range, parse_cone
 from ..sinks.neo4j_labels import CHANNEL, NEURON, GraphLabels, labels_of
 from ..terminal import human, progress as progress_bar
 from .cypher import bind_params, load_query, parse_query, read_only_check, statement_of
@@ -160,14 +160,9 @@ def _plan_layers(session, name, gd, model: LayerTable, spec, info,
         chosen = model.neuron_layers
         selection = "all"
     else:
-        first, last = parse_layer_range(spec)
-        lo = model.get(first)["index"] if first else 0
-        hi = model.get(last)["index"] if last else model.layers[-1]["index"]
-        if lo > hi:
-            raise SelectionError(f"layer {first!r} comes after {last!r}")
-        chosen = [l for l in model.neuron_layers if lo <= l["index"] <= hi]
-        if not chosen:
-            raise SelectionError(f"layers {spec!r} hold no neurons (only shape-only layers)")
+        chosen = [model.by_index[i] for i in layer_range(
+            spec, index_of=lambda n: model.get(n)["index"], last=model.layers[-1]["index"],
+            holds_nodes=model.by_index.__contains__)]
         selection = f"layers {spec}"
     ranges = [(l["offset"], l["offset"] + l["neurons"]) for l in chosen]
     edge_pages = [("range", a, b) for l in chosen if l.get("kind") != "input"
@@ -233,12 +228,11 @@ RETURN n.layer AS layer, n.index AS index, COUNT { (n)<-[:W]-() } AS degree
 
 
 def _plan_cone(session, name, gd, model: LayerTable, spec, max_edges) -> PullPlan:
-    """Upstream of one neuron, layer by layer (highest layer_index first).
+    """Upstream of one neuron: :class:`~loader.graph.selection.UpstreamWalk` over the loaded
+    graph, layer by layer (highest layer_index first).
 
-    A neuron's depth is 1 + the smallest depth of the neurons it feeds; every neuron it feeds
-    has a higher layer_index, so when a layer's turn comes its depths are final. Only neuron
-    ids and depths cross the wire, never edges; the edge count is the sum of the in-degrees
-    of the neurons that get expanded.
+    Only neuron ids and depths cross the wire, never edges; the edge count is the sum of the
+    in-degrees of the neurons that get expanded.
     """
     layer_name, index, max_depth = parse_cone(spec)
     layer = model.get(layer_name)
@@ -254,62 +248,51 @@ def _plan_cone(session, name, gd, model: LayerTable, spec, max_edges) -> PullPla
     if rec is None:
         raise SelectionError(f"neuron {layer_name}:{index} (id {top}) is not in the database "
                              "(was the model loaded with a selection?)")
-    unlimited = np.iinfo(np.int32).max
-    depth = {layer["index"]: np.full(layer["neurons"], unlimited, dtype=np.int32)}
+    space = IdSpace([l["index"] for l in model.neuron_layers],
+                    [l["offset"] for l in model.neuron_layers],
+                    [l["neurons"] for l in model.neuron_layers])
+    walk = UpstreamWalk(space, top, max_depth)
+    # In-degree of every neuron the walk has reached (it comes back with the neuron's id).
     degree = {layer["index"]: np.zeros(layer["neurons"], dtype=np.int64)}
-    depth[layer["index"]][index] = 0
     degree[layer["index"]][index] = rec["degree"]
     edges = 0
     pages: list[tuple] = []
-    done: set[int] = set()
-    while len(done) < len(depth):
-        li = max(set(depth) - done)
-        done.add(li)
+
+    def sources_of(li, d, expand):
+        nonlocal edges
         lay = model.by_index[li]
-        d = depth[li]
-        expand = d < (unlimited if max_depth is None else max_depth)
         local = np.flatnonzero(expand)
-        if not len(local):
-            continue
         edges += int(degree[li][local].sum())
         if max_edges is not None and edges > max_edges:
-            raise _too_large(name, f"cone {spec}", edges, int(sum((x < unlimited).sum()
-                                                                  for x in depth.values())),
-                             max_edges, lower_bound=True)
+            raise _too_large(name, f"cone {spec}", edges, walk.n_reached(), max_edges,
+                             lower_bound=True)
         if lay.get("kind") == "input":
-            continue
-        pages += _id_pages(local + lay["offset"], degree[li][local])
-        for a in range(0, len(local), PAGE_NODES):
-            part = local[a:a + PAGE_NODES]
-            frontier = np.stack([part + lay["offset"], d[part]], axis=1).tolist()
-            r = session.run(_EXPAND, model=name, frontier=frontier).single()
-            ids = np.asarray(r["ids"], dtype=np.int64)
-            if not len(ids):
-                continue
-            src_depth = np.asarray(r["depths"], dtype=np.int32) + 1
-            src_degree = np.asarray(r["degrees"], dtype=np.int64)
-            owners = _owner_layers(model, ids)
-            for owner in np.unique(owners):
-                sel = owners == owner
-                ol = model.by_index[int(owner)]
-                if ol["index"] not in depth:
-                    depth[ol["index"]] = np.full(ol["neurons"], unlimited, dtype=np.int32)
-                    degree[ol["index"]] = np.zeros(ol["neurons"], dtype=np.int64)
-                pos = ids[sel] - ol["offset"]
-                np.minimum.at(depth[ol["index"]], pos, src_depth[sel])
-                degree[ol["index"]][pos] = src_degree[sel]
-    node_ids = np.concatenate([np.flatnonzero(depth[li] < unlimited) + model.by_index[li]["offset"]
-                               for li in sorted(depth)])
+            return None
+        pages.extend(_id_pages(local + lay["offset"], degree[li][local]))
+        return _expand(session, name, space, degree, local + lay["offset"], d[local])
+
+    walk.run(sources_of)
+    node_ids = np.concatenate([np.flatnonzero(reached) + space.first[li]
+                               for li, reached in sorted(walk.reached().items())])
     return PullPlan(model=name, graph_data=gd, selection=f"cone {spec}", n_nodes=len(node_ids),
                     n_edges=edges, node_ids=np.sort(node_ids), edge_pages=pages)
 
 
-def _owner_layers(model: LayerTable, ids: np.ndarray) -> np.ndarray:
-    offsets = np.array([l["offset"] for l in model.neuron_layers], dtype=np.int64)
-    indexes = np.array([l["index"] for l in model.neuron_layers], dtype=np.int64)
-    order = np.argsort(offsets)
-    pos = np.searchsorted(offsets[order], ids, side="right") - 1
-    return indexes[order][pos]
+def _expand(session, name, space: IdSpace, degree: dict, ids: np.ndarray, depth: np.ndarray):
+    """The sources of neurons ``ids`` at ``depth``, a page of ids per query, as chunks of
+    (source ids, 1 + the least depth they feed); records their in-degrees in ``degree``."""
+    for a in range(0, len(ids), PAGE_NODES):
+        frontier = np.stack([ids[a:a + PAGE_NODES], depth[a:a + PAGE_NODES]], axis=1).tolist()
+        r = session.run(_EXPAND, model=name, frontier=frontier).single()
+        src = np.asarray(r["ids"], dtype=np.int64)
+        if not len(src):
+            continue
+        src_degree = np.asarray(r["degrees"], dtype=np.int64)
+        for li, sel, local in space.split(src):
+            if li not in degree:
+                degree[li] = np.zeros(space.size[li], dtype=np.int64)
+            degree[li][local] = src_degree[sel]
+        yield src, np.asarray(r["depths"], dtype=np.int32) + 1
 
 
 def _id_pages(ids: np.ndarray, degrees: np.ndarray) -> list[tuple]:
