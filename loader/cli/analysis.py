@@ -290,38 +290,30 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
       weightgraph analyze vgg16 --weights none --granularity channel -o report/
       weightgraph analyze --name vgg16_ch -o report/     # a channel model in Neo4j
     """
-    from ..analysis.report import analyze as run_analysis
+    from ..analysis import dataset, report
+    from ..sinks.parquet import is_dataset
 
     if (model is None) == (name is None):
         raise click.UsageError("give either MODEL (a Keras file or application name) or "
                                "--name (a model loaded in Neo4j)")
-    from ..sinks.parquet import is_dataset
-
     if model is not None and is_dataset(model):
-        from ..analysis.dataset import read_graph_json, write_statistics
-
-        if read_graph_json(model).get("granularity") == "channel":
-            raise WeightgraphError(f"{model} is a channel dataset: query it with `weightgraph "
-                                   "sql`, or write the channel report from the model "
-                                   "(`analyze MODEL --granularity channel`)")
-
-        click.echo(f"wrote {write_statistics(model, out_dir)}")
+        click.echo(f"wrote {dataset.write_statistics(model, out_dir)}")
         return
     if granularity == "channel" or (granularity is None and name is not None
                                     and _is_channel_model(name)):
         if trace is not None or neuron is not None or subgraph is not None:
             raise click.UsageError("the channel report takes no --neuron, --subgraph or "
                                    "--trace (it covers the whole channel graph)")
-        from ..analysis.channels import analyze_channels
+        from ..analysis import channels
 
         if name is not None:
             with Database.connect() as db:
-                path = analyze_channels(name, out_dir, fmt=fmt, driver=db,
-                                        allow_incomplete=allow_incomplete)
+                path = channels.analyze_channels(name, out_dir, fmt=fmt, driver=db,
+                                                 allow_incomplete=allow_incomplete)
         else:
             from ..graph.channels import ChannelGraph
 
-            path = analyze_channels(ChannelGraph.from_model(
+            path = channels.analyze_channels(ChannelGraph.from_model(
                 model, weights=weights, input_shape=input_shape, include_top=not no_top),
                 out_dir, fmt=fmt)
         click.echo(f"wrote {path}")
@@ -333,44 +325,22 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
         raise click.UsageError("--inputs SET goes with MODEL (for a model in Neo4j, store the "
                                "aggregated trace with `trace --model ... --inputs SET "
                                "--aggregate --name T` and pass --trace T)")
+    if target is not None and trace is None and inputs_path is None:
+        raise click.UsageError("--target goes with --trace")
     chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
     if neuron is None and subgraph is None:
         chosen = ()  # the metrics need a subgraph: none is named
-    db = None
+    options = dict(neuron=neuron, subgraph=subgraph, fmt=fmt, metrics=chosen,
+                   max_cost=max_cost, max_edges=max_edges, allow_incomplete=allow_incomplete,
+                   gds=gds)
     if name is not None:
-        source = name
-        db = Database.connect()
+        with Database.connect() as db:
+            path = report.analyze(name, out_dir, driver=db, trace=trace, **options)
     else:
-        from ..graph.neuron_graph import NeuronGraph
-
-        source = NeuronGraph.from_model(model, weights=weights, input_shape=input_shape,
-                                        include_top=not no_top)
-        if trace is not None:
-            from ..graph.trace import trace as run_trace
-            from ..inputs import application_family, read_input
-
-            shape = next(e.output.shape for e in source.entries if e.kind == "input")
-            family = application_family(model)
-            x = read_input(trace, shape, mode=preprocess, family=family)
-            trace = run_trace(source, x, target=target or neuron,
-                              info={"model": model, "input": trace, "preprocess": preprocess})
-        elif inputs_path is not None:
-            from ..graph.trace_set import trace_set
-            from ..inputs import application_family
-
-            trace = trace_set(source, inputs_path, target=target, preprocess=preprocess,
-                              family=application_family(model), progress=True,
-                              info={"model": model})
-    if trace is None and target is not None:
-        raise click.UsageError("--target goes with --trace")
-    try:
-        path = run_analysis(source, out_dir, neuron=neuron, subgraph=subgraph, fmt=fmt,
-                            metrics=chosen, max_cost=max_cost, max_edges=max_edges,
-                            driver=db, allow_incomplete=allow_incomplete, trace=trace,
-                            gds=gds)
-    finally:
-        if db is not None:
-            db.close()
+        path = report.analyze_model(model, out_dir, weights=weights, input_shape=input_shape,
+                                    include_top=not no_top, trace_input=trace,
+                                    inputs=inputs_path, target=target, preprocess=preprocess,
+                                    **options)
     click.echo(f"wrote {path}")
 
 
