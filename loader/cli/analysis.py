@@ -17,7 +17,6 @@ import click
 from .options import loaded_selection_options, output_format, parse_shape
 
 from ..errors import WeightgraphError
-from ..neo4j.db import Database
 
 __all__ = ["query", "pull", "analyze"]
 
@@ -76,6 +75,7 @@ def query(name_or_file, model, params, fmt, list_, timeout, allow_incomplete, st
       weightgraph query top_inputs --model vgg16_32 -p layer=block3_conv3 -p index=1000 -p k=5
       weightgraph query receptive_field -m vgg16_32 -p layer=block3_conv3 -p index=1000 -f csv
     """
+    from ..neo4j.db import Database
     from ..neo4j.queries import list_queries, load_query, parse_params, run_query
 
     if list_:
@@ -152,6 +152,7 @@ def pull(name, layer_range, cone, cypher, params, output, fmt, max_edges, allow_
       weightgraph pull --trace held_out --effective -o held_out_effective.graphml.gz
       weightgraph pull --trace held_out -o held_out.parquet --format parquet
     """
+    from ..neo4j.db import Database
     from ..neo4j.pull import pull_to_graphml, pull_to_parquet
     from ..neo4j.queries import parse_params
 
@@ -291,6 +292,7 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
       weightgraph analyze --name vgg16_ch -o report/     # a channel model in Neo4j
     """
     from ..analysis import dataset, report
+    from ..neo4j.db import Database
     from ..sinks.parquet import is_dataset
 
     if (model is None) == (name is None):
@@ -345,6 +347,7 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
 
 
 def _is_channel_model(name: str) -> bool:
+    from ..neo4j.db import Database
     from ..neo4j.models import model_info
 
     with Database.connect() as db:
