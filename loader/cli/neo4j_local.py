@@ -106,69 +106,9 @@ def run(argv: list[str] | None = None) -> int:
     if args.env_file is not None:
         os.environ["WEIGHTGRAPH_ENV_FILE"] = str(args.env_file)
     env_file = args.env_file or default_env_file()
-    say = lambda text: print(f"{PROG}: {text}", file=sys.stderr)  # noqa: E731
     try:
         server = LocalNeo4j.from_environment()
-        if args.command in ("start", "stop", "restart"):
-            if args.command != "stop":
-                _, generated = ensure_password(env_file)
-                if generated:
-                    say(f"no NEO4J_PASSWORD was set: generated a random one and wrote "
-                        f"NEO4J_USER/NEO4J_PASSWORD to {env_file} (mode 600)")
-            say(getattr(server, args.command)())
-        elif args.command == "status":
-            running, line = server.status()
-            print(line)
-            return 0 if running else 3
-        elif args.command == "console":
-            return server.console()
-        elif args.command == "admin":
-            if not args.args:
-                raise ServerError("usage: weightgraph server admin ARGS... (e.g. admin "
-                                  "database import full --help)")
-            return server.admin(*args.args).returncode
-        elif args.command == "env":
-            print("\n".join(server.env_lines()))
-        elif args.command == "reset":
-            if not args.yes:
-                if not sys.stdin.isatty():
-                    raise ServerError(f"reset deletes all data in {server.home}/data: run it "
-                                      "with --yes to confirm")
-                answer = input(f"Delete all Neo4j data in {server.home}/data (databases, "
-                               "users, passwords)? [y/N] ")
-                if answer.strip().lower() not in ("y", "yes"):
-                    raise ServerError("reset cancelled")
-            say(server.reset())
-        elif args.command == "swap-database":
-            say(server.swap_database(args.staging))
-        elif args.command == "rollback-database":
-            say(server.rollback_database())
-        elif args.command == "drop-previous":
-            say(server.drop_previous())
-        elif args.command == "fetch":
-            from ..neo4j.jars import cache_dir, fetch
-
-            sets = ("server", "browser", "gds") if server.gds else ("server", "browser")
-            say(f"{len(fetch(sets, progress=sys.stderr.isatty()))} jars verified in "
-                f"{cache_dir()}")
-        elif args.command == "password":
-            if args.source:
-                print(password_source(env_file))
-                return 0
-            password, generated = ensure_password(env_file)
-            if generated:
-                say(f"no NEO4J_PASSWORD was set: generated a random one and wrote "
-                    f"NEO4J_USER/NEO4J_PASSWORD to {env_file} (mode 600)")
-            print(password)
-        elif args.command == "get":
-            print(env_value(args.name, env_file, args.default))
-        elif args.command == "wait":
-            from ..config import Settings
-
-            overrides = {"neo4j_uri": args.uri, "neo4j_user": args.user}
-            settings = Settings(_env_file=env_file,
-                                **{k: v for k, v in overrides.items() if v is not None})
-            wait_until_ready(settings, args.timeout, pid=args.pid)
+        return _COMMANDS[args.command](server, args, env_file) or 0
     except CredentialsRefused as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
@@ -177,7 +117,86 @@ def run(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    return 0
+
+
+# One function per command: (server, parsed arguments, .env path) -> exit status (None: 0).
+def _say(text: str) -> None:
+    print(f"{PROG}: {text}", file=sys.stderr)
+
+
+def _password(env_file) -> str:
+    password, generated = ensure_password(env_file)
+    if generated:
+        _say(f"no NEO4J_PASSWORD was set: generated a random one and wrote "
+             f"NEO4J_USER/NEO4J_PASSWORD to {env_file} (mode 600)")
+    return password
+
+
+def _control(server, args, env_file):  # start, stop, restart
+    if args.command != "stop":
+        _password(env_file)
+    _say(getattr(server, args.command)())
+
+
+def _status(server, args, env_file):
+    running, line = server.status()
+    print(line)
+    return 0 if running else 3
+
+
+def _admin(server, args, env_file):
+    if not args.args:
+        raise ServerError("usage: weightgraph server admin ARGS... (e.g. admin "
+                          "database import full --help)")
+    return server.admin(*args.args).returncode
+
+
+def _reset(server, args, env_file):
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise ServerError(f"reset deletes all data in {server.home}/data: run it "
+                              "with --yes to confirm")
+        answer = input(f"Delete all Neo4j data in {server.home}/data (databases, "
+                       "users, passwords)? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise ServerError("reset cancelled")
+    _say(server.reset())
+
+
+def _fetch(server, args, env_file):
+    from ..neo4j.jars import cache_dir, fetch
+
+    sets = ("server", "browser", "gds") if server.gds else ("server", "browser")
+    _say(f"{len(fetch(sets, progress=sys.stderr.isatty()))} jars verified in {cache_dir()}")
+
+
+def _print_password(server, args, env_file):
+    print(password_source(env_file) if args.source else _password(env_file))
+
+
+def _wait(server, args, env_file):
+    from ..config import Settings
+
+    overrides = {"neo4j_uri": args.uri, "neo4j_user": args.user}
+    settings = Settings(_env_file=env_file,
+                        **{k: v for k, v in overrides.items() if v is not None})
+    wait_until_ready(settings, args.timeout, pid=args.pid)
+
+
+_COMMANDS = {
+    "start": _control, "stop": _control, "restart": _control, "status": _status,
+    "console": lambda server, args, env_file: server.console(),
+    "admin": _admin,
+    "env": lambda server, args, env_file: print("\n".join(server.env_lines())),
+    "reset": _reset,
+    "swap-database": lambda server, args, env_file: _say(server.swap_database(args.staging)),
+    "rollback-database": lambda server, args, env_file: _say(server.rollback_database()),
+    "drop-previous": lambda server, args, env_file: _say(server.drop_previous()),
+    "fetch": _fetch,
+    "password": _print_password,
+    "get": lambda server, args, env_file: print(env_value(args.name, env_file, args.default)),
+    "wait": _wait,
+}
 
 
 if __name__ == "__main__":
