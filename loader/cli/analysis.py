@@ -327,22 +327,30 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
         raise click.UsageError("--inputs SET goes with MODEL (for a model in Neo4j, store the "
                                "aggregated trace with `trace --model ... --inputs SET "
                                "--aggregate --name T` and pass --trace T)")
-    if target is not None and trace is None and inputs_path is None:
-        raise click.UsageError("--target goes with --trace")
     chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
     if neuron is None and subgraph is None:
         chosen = ()  # the metrics need a subgraph: none is named
-    options = dict(neuron=neuron, subgraph=subgraph, fmt=fmt, metrics=chosen,
-                   max_cost=max_cost, max_edges=max_edges, allow_incomplete=allow_incomplete,
-                   gds=gds)
+    db = None
     if name is not None:
-        with Database.connect() as db:
-            path = report.analyze(name, out_dir, driver=db, trace=trace, **options)
+        source, traced = name, trace
+        db = Database.connect()
     else:
-        path = report.analyze_model(model, out_dir, weights=weights, input_shape=input_shape,
-                                    include_top=not no_top, trace_input=trace,
-                                    inputs=inputs_path, target=target, preprocess=preprocess,
-                                    **options)
+        from ..graph.neuron_graph import NeuronGraph
+
+        source = NeuronGraph.from_model(model, weights=weights, input_shape=input_shape,
+                                        include_top=not no_top)
+        traced = report.report_trace(source, model, trace_input=trace, inputs=inputs_path,
+                                     target=target, neuron=neuron, preprocess=preprocess)
+    try:
+        if traced is None and target is not None:
+            raise click.UsageError("--target goes with --trace")
+        path = report.analyze(source, out_dir, neuron=neuron, subgraph=subgraph, fmt=fmt,
+                              metrics=chosen, max_cost=max_cost, max_edges=max_edges,
+                              driver=db, allow_incomplete=allow_incomplete, trace=traced,
+                              gds=gds)
+    finally:
+        if db is not None:
+            db.close()
     click.echo(f"wrote {path}")
 
 
