@@ -306,18 +306,8 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
         if trace is not None or neuron is not None or subgraph is not None:
             raise click.UsageError("the channel report takes no --neuron, --subgraph or "
                                    "--trace (it covers the whole channel graph)")
-        from ..analysis import channels
-
-        if name is not None:
-            with Database.connect() as db:
-                path = channels.analyze_channels(name, out_dir, fmt=fmt, driver=db,
-                                                 allow_incomplete=allow_incomplete)
-        else:
-            from ..graph.channels import ChannelGraph
-
-            path = channels.analyze_channels(ChannelGraph.from_model(
-                model, weights=weights, input_shape=input_shape, include_top=not no_top),
-                out_dir, fmt=fmt)
+        path = _channel_report(model, name, weights, input_shape, no_top, out_dir, fmt,
+                               allow_incomplete)
         click.echo(f"wrote {path}")
         return
     if neuron is None and trace is None and inputs_path is None:
@@ -352,6 +342,22 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
         if db is not None:
             db.close()
     click.echo(f"wrote {path}")
+
+
+def _channel_report(model, name, weights, input_shape, no_top, out_dir, fmt, allow_incomplete):
+    """The channel report of a model in Neo4j (``name``) or of ``model``, converted whole."""
+    from ..analysis.channels import analyze_channels
+    from ..neo4j.db import Database
+
+    if name is not None:
+        with Database.connect() as db:
+            return analyze_channels(name, out_dir, fmt=fmt, driver=db,
+                                    allow_incomplete=allow_incomplete)
+    from ..graph.channels import ChannelGraph
+
+    return analyze_channels(ChannelGraph.from_model(
+        model, weights=weights, input_shape=input_shape, include_top=not no_top),
+        out_dir, fmt=fmt)
 
 
 def _is_channel_model(name: str) -> bool:
