@@ -244,9 +244,9 @@ def load_baselines(g: NeuronGraph, new) -> None:
 def finish(args) -> None:
     if not args.keep:
         size = store_bytes()
-        subprocess.run([sys.executable, "-m", "loader.neo4j.server", "reset", "--yes"],
+        subprocess.run([sys.executable, "-m", "loader.cli.neo4j_local", "reset", "--yes"],
                        check=True)
-        subprocess.run([sys.executable, "-m", "loader.neo4j.server", "start"], check=True)
+        subprocess.run([sys.executable, "-m", "loader.cli.neo4j_local", "start"], check=True)
         say(f"deleted the store ({human(size)}); the import files were deleted by the load")
 
 

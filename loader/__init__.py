@@ -1,10 +1,11 @@
-"""weightgraph: the neuron-level weighted graph of a Keras CNN.
+"""weightgraph: the neuron-level weighted graph of a CNN (Keras or ONNX).
 
 The import package is ``loader``. Its folders follow the flow of the data::
 
     keras/     a Keras model -> graph entries (layer walk, one builder per layer family)
+    onnx/      an ONNX model -> graph entries (the same, without TensorFlow)
     ops/       rank-generic enumerators of each entry's neurons and edges; activations
-    graph/     NeuronGraph: ids, selections, plan, bounded batches; forward execution
+    graph/     NeuronGraph: ids, selections, plan, bounded batches; forward execution, traces
     sinks/     where batches go: GraphML, NetworkX, Neo4j online writes, Neo4j import CSV
     neo4j/     the one door to Neo4j: connection, schema, models, load, pull, queries, server
     analysis/  statistics, metrics and plots of a graph, from Keras or from Neo4j

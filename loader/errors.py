@@ -29,6 +29,10 @@ class TooLargeError(WeightgraphError):
     """A request would exceed a size limit the user can raise."""
 
 
+class ServerError(WeightgraphError):
+    """The server could not be started, stopped or imported into (the message says why)."""
+
+
 def one_line(exc: BaseException) -> str:
     """The first line of an exception's message (a driver's ``message`` when it has one): what
     a one-line error quotes of a cause."""

@@ -95,7 +95,7 @@ def test_fresh_machine_starts_on_the_wheels_java_and_verified_jars(fresh_server)
     bolt, http = env["NEO4J_BOLT_PORT"], env["NEO4J_HTTP_PORT"]
     password = env["NEO4J_PASSWORD"]
     assert shutil.which("java", path=env["PATH"]) is None
-    server = [sys.executable, "-m", "loader.neo4j.server"]
+    server = [sys.executable, "-m", "loader.cli.neo4j_local"]
     started = subprocess.run([*server, "start"], env=env, capture_output=True, text=True,
                              timeout=600)
     try:

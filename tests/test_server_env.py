@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from loader.neo4j.local_server import ServerError, ensure_password, env_value, read_env_file
+from loader.errors import ServerError
+from loader.neo4j.credentials import ensure_password, env_value, read_env_file
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -88,14 +89,14 @@ def test_a_short_password_is_a_one_line_error(tmp_path, no_password_env):
 
 def _server_cli(*args, **env):
     child = {**os.environ, **env}
-    return subprocess.run([sys.executable, "-m", "loader.neo4j.server", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "loader.cli.neo4j_local", *args], cwd=REPO,
                           env=child, capture_output=True, text=True, timeout=120)
 
 
 def test_password_command_prints_the_generated_password(tmp_path):
     env = tmp_path / ".env"
     child = {k: v for k, v in os.environ.items() if k != "NEO4J_PASSWORD"}
-    p = subprocess.run([sys.executable, "-m", "loader.neo4j.server", "--env-file", str(env),
+    p = subprocess.run([sys.executable, "-m", "loader.cli.neo4j_local", "--env-file", str(env),
                         "password"], cwd=REPO, env=child, capture_output=True, text=True,
                        timeout=60)
     assert p.returncode == 0

@@ -10,9 +10,9 @@ entry points and the Markdown / HTML writer).
 from ..graph.selection import parse_subgraph
 from .metrics import (BETWEENNESS_EXACT_NODES, BETWEENNESS_SAMPLES, METRICS, estimate_costs,
                       run_metrics)
-from .report import analyze, receptive_field_paths
+from .report import analyze, receptive_field_paths, report_trace
 from .sources import GraphSource, LayerStats, Neo4jSource
 
-__all__ = ["analyze", "receptive_field_paths", "estimate_costs", "run_metrics",
+__all__ = ["analyze", "report_trace", "receptive_field_paths", "estimate_costs", "run_metrics",
            "parse_subgraph", "METRICS", "BETWEENNESS_EXACT_NODES", "BETWEENNESS_SAMPLES",
            "GraphSource", "Neo4jSource", "LayerStats"]

@@ -193,8 +193,15 @@ def layer_statistics(path: str | os.PathLike, *, threads: int | None = None) -> 
 
 
 def write_statistics(path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
-    """:func:`layer_statistics` of a dataset as a Markdown table in ``out_dir/statistics.md``."""
+    """:func:`layer_statistics` of a dataset as a Markdown table in ``out_dir/statistics.md``.
+
+    A channel dataset (``export --granularity channel``) is refused: its edges are channel
+    edges, reported from the model by :func:`loader.analysis.channels.analyze_channels`."""
     meta = read_graph_json(path)
+    if meta.get("granularity") == "channel":
+        raise WeightgraphError(f"{path} is a channel dataset: query it with `weightgraph "
+                               "sql`, or write the channel report from the model "
+                               "(`analyze MODEL --granularity channel`)")
     rows = layer_statistics(path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,7 @@ from . import plots
 from .metrics import METRICS, check_costs, check_metrics, run_metrics
 from .sources import GraphSource, LayerStats, Neo4jSource, Source
 
-__all__ = ["analyze", "receptive_field_paths"]
+__all__ = ["analyze", "report_trace", "receptive_field_paths"]
 
 _TOP_NODES = 10  # rows of the PageRank / betweenness / community tables
 _DEFAULT_CONE_DEPTH = 2  # the metrics' subgraph when only a neuron is given
@@ -146,6 +146,49 @@ def analyze(source, out_dir: str | os.PathLike, *, neuron: str | None = None,
         return _write_report(src, Path(out_dir), neuron, subgraph, fmt, metrics, max_cost,
                              max_edges, sample_edges, view,
                              gds_memory=gds_max_memory if use_gds else False)
+
+
+def report_trace(graph, model: str | os.PathLike, *,
+                 trace_input: str | os.PathLike | None = None,
+                 inputs: str | os.PathLike | None = None, target: str | None = None,
+                 neuron: str | None = None, preprocess: str = "auto"):
+    """The trace a report of ``graph`` shows (:func:`analyze`'s ``trace``): one input file
+    traced, or a set of inputs aggregated; None without either.
+
+    Parameters
+    ----------
+    graph : NeuronGraph
+        The model ``model`` (a file or a ``keras.applications`` name: its preprocessing
+        family), converted whole.
+    trace_input : path, optional
+        An input (``.npy`` or image, read by :func:`loader.inputs.read_input` with
+        ``preprocess``), traced towards ``target`` (default: ``neuron``).
+    inputs : path, optional
+        A set of inputs aggregated towards ``target`` (:func:`loader.graph.trace_set.trace_set`;
+        ``"predicted"`` allowed), when there is no ``trace_input``.
+
+    Examples
+    --------
+    >>> t = report_trace(g, "digits.keras", trace_input="digit.npy", neuron="logits:6")
+    >>> analyze(g, "out", neuron="logits:6", trace=t)
+    """
+    from ..inputs import application_family
+
+    if trace_input is not None:
+        from ..graph.trace import trace
+        from ..inputs import read_input
+
+        shape = next(e.output.shape for e in graph.entries if e.kind == "input")
+        x = read_input(trace_input, shape, mode=preprocess, family=application_family(model))
+        return trace(graph, x, target=target or neuron,
+                     info={"model": model, "input": trace_input, "preprocess": preprocess})
+    if inputs is not None:
+        from ..graph.trace_set import trace_set
+
+        return trace_set(graph, inputs, target=target, preprocess=preprocess,
+                         family=application_family(model), progress=True,
+                         info={"model": model})
+    return None
 
 
 def receptive_field_paths(source, neuron: str, *, driver=None,

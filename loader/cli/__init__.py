@@ -5,7 +5,8 @@ known errors (:class:`loader.errors.WeightgraphError`) into one line on stderr a
 One module per command family: :mod:`.graph` (plan, export), :mod:`.neo4j` (ping, load,
 verify, delete), :mod:`.analysis` (query, pull, analyze, sql), :mod:`.gds` (gds),
 :mod:`.trace` (trace),
-:mod:`.browser` (browser), :mod:`.server`, :mod:`.demo`.
+:mod:`.browser` (browser), :mod:`.server` (its command line: :mod:`.neo4j_local`),
+:mod:`.demo`.
 """
 
 from __future__ import annotations

@@ -289,45 +289,27 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
       weightgraph analyze --name digits_cnn --trace held_out -o report/   # aggregated trace
       weightgraph analyze digits.keras --inputs test.npy --target predicted -o report/
       weightgraph analyze vgg16 --weights none --granularity channel -o report/
-      weightgraph analyze resnet18.onnx --input-shape 3,64,64 --neuron logits:3 \
+      weightgraph analyze resnet18.onnx --input-shape 3,64,64 --neuron logits:3 \\
           --trace x.npy --metrics "" -o report/
       weightgraph analyze --name vgg16_ch -o report/     # a channel model in Neo4j
     """
-    from ..analysis.report import analyze as run_analysis
+    from ..analysis import dataset, report
     from ..neo4j.db import Database
+    from ..sinks.parquet import is_dataset
 
     if (model is None) == (name is None):
         raise click.UsageError("give either MODEL (a .keras/.onnx file or an application name) or "
                                "--name (a model loaded in Neo4j)")
-    from ..sinks.parquet import is_dataset
-
     if model is not None and is_dataset(model):
-        from ..analysis.dataset import read_graph_json, write_statistics
-
-        if read_graph_json(model).get("granularity") == "channel":
-            raise WeightgraphError(f"{model} is a channel dataset: query it with `weightgraph "
-                                   "sql`, or write the channel report from the model "
-                                   "(`analyze MODEL --granularity channel`)")
-
-        click.echo(f"wrote {write_statistics(model, out_dir)}")
+        click.echo(f"wrote {dataset.write_statistics(model, out_dir)}")
         return
     if granularity == "channel" or (granularity is None and name is not None
                                     and _is_channel_model(name)):
         if trace is not None or neuron is not None or subgraph is not None:
             raise click.UsageError("the channel report takes no --neuron, --subgraph or "
                                    "--trace (it covers the whole channel graph)")
-        from ..analysis.channels import analyze_channels
-
-        if name is not None:
-            with Database.connect() as db:
-                path = analyze_channels(name, out_dir, fmt=fmt, driver=db,
-                                        allow_incomplete=allow_incomplete)
-        else:
-            from ..graph.channels import ChannelGraph
-
-            path = analyze_channels(ChannelGraph.from_model(
-                model, weights=weights, input_shape=input_shape, include_top=not no_top),
-                out_dir, fmt=fmt)
+        path = _channel_report(model, name, weights, input_shape, no_top, out_dir, fmt,
+                               allow_incomplete)
         click.echo(f"wrote {path}")
         return
     if neuron is None and trace is None and inputs_path is None:
@@ -342,40 +324,42 @@ def analyze(model, name, weights, input_shape, no_top, neuron, subgraph, out_dir
         chosen = ()  # the metrics need a subgraph: none is named
     db = None
     if name is not None:
-        source = name
+        source, traced = name, trace
         db = Database.connect()
     else:
         from ..graph.neuron_graph import NeuronGraph
 
         source = NeuronGraph.from_model(model, weights=weights, input_shape=input_shape,
                                         include_top=not no_top)
-        if trace is not None:
-            from ..graph.trace import trace as run_trace
-            from ..inputs import application_family, read_input
-
-            shape = next(e.output.shape for e in source.entries if e.kind == "input")
-            family = application_family(model)
-            x = read_input(trace, shape, mode=preprocess, family=family)
-            trace = run_trace(source, x, target=target or neuron,
-                              info={"model": model, "input": trace, "preprocess": preprocess})
-        elif inputs_path is not None:
-            from ..graph.trace_set import trace_set
-            from ..inputs import application_family
-
-            trace = trace_set(source, inputs_path, target=target, preprocess=preprocess,
-                              family=application_family(model), progress=True,
-                              info={"model": model})
-    if trace is None and target is not None:
-        raise click.UsageError("--target goes with --trace")
+        traced = report.report_trace(source, model, trace_input=trace, inputs=inputs_path,
+                                     target=target, neuron=neuron, preprocess=preprocess)
     try:
-        path = run_analysis(source, out_dir, neuron=neuron, subgraph=subgraph, fmt=fmt,
-                            metrics=chosen, max_cost=max_cost, max_edges=max_edges,
-                            driver=db, allow_incomplete=allow_incomplete, trace=trace,
-                            gds=gds)
+        if traced is None and target is not None:
+            raise click.UsageError("--target goes with --trace")
+        path = report.analyze(source, out_dir, neuron=neuron, subgraph=subgraph, fmt=fmt,
+                              metrics=chosen, max_cost=max_cost, max_edges=max_edges,
+                              driver=db, allow_incomplete=allow_incomplete, trace=traced,
+                              gds=gds)
     finally:
         if db is not None:
             db.close()
     click.echo(f"wrote {path}")
+
+
+def _channel_report(model, name, weights, input_shape, no_top, out_dir, fmt, allow_incomplete):
+    """The channel report of a model in Neo4j (``name``) or of ``model``, converted whole."""
+    from ..analysis.channels import analyze_channels
+    from ..neo4j.db import Database
+
+    if name is not None:
+        with Database.connect() as db:
+            return analyze_channels(name, out_dir, fmt=fmt, driver=db,
+                                    allow_incomplete=allow_incomplete)
+    from ..graph.channels import ChannelGraph
+
+    return analyze_channels(ChannelGraph.from_model(
+        model, weights=weights, input_shape=input_shape, include_top=not no_top),
+        out_dir, fmt=fmt)
 
 
 def _is_channel_model(name: str) -> bool:

@@ -123,7 +123,7 @@ def export(model, weights, input_shape, no_top, layer_range, cone, granularity, 
       weightgraph export resnet18.onnx --input-shape 3,64,64 -o resnet18.parquet --format parquet
       weightgraph export vgg16 --weights none -o vgg16.parquet --format parquet --workers 2
       weightgraph export vgg16 --weights none --granularity channel -o vgg16.channels.graphml.gz
-      weightgraph export vgg16 --weights none --granularity channel -o vgg16_ch.parquet \
+      weightgraph export vgg16 --weights none --granularity channel -o vgg16_ch.parquet \\
           --format parquet
     """
     fmt = output_format(output, fmt)

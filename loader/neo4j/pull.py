@@ -4,7 +4,7 @@ What comes out follows the neuron-graph contract, exactly as :func:`loader.sinks
 builds it from Keras: node keys are the neuron ids, node attributes ``layer``, ``layer_index``,
 ``index``, ``op``, ``bias``, ``activation``, edge attribute ``weight``, graph attributes
 ``name`` and ``layers`` (JSON, from ``Model.graph_data``). So a pulled graph can be executed
-(:func:`loader.forward.execute_networkx`) and compared with Keras.
+(:func:`loader.graph.forward.execute_networkx`) and compared with Keras.
 
 Selections, resolved in the database:
 
@@ -15,7 +15,7 @@ Selections, resolved in the database:
   and the edges entering the neurons less than DEPTH hops away, like ``NeuronGraph(cone=...)``.
 * ``cypher=`` - a ``.cypher`` file or statement text returning one row per edge with columns
   ``src``, ``dst`` (neuron ids) and ``weight``; ``$model`` is the model name. The neurons at
-  both ends are fetched by id. The statement runs read-only (see :mod:`loader.queries`).
+  both ends are fetched by id. The statement runs read-only (see :mod:`loader.neo4j.queries`).
 
 Everything streams in bounded pages: neurons by id range, edges by ranges of their target
 neurons (a page is sized from the layer's mean in-degree to hold ~``PAGE_EDGES`` edges and comes
@@ -529,7 +529,7 @@ def pull(name: str, layers: str | None = None, cone: str | None = None,
         A ``.cypher`` file or statement text returning ``src, dst, weight`` per edge
         (``$model`` is set to ``name``; other parameters from ``params``).
     driver : neo4j.Driver, optional
-        Defaults to :func:`loader.db.connect` (closed again afterwards).
+        Defaults to :func:`loader.neo4j.db.connect` (closed again afterwards).
     max_edges : int
         Refuse, after counting and before pulling any edge, a selection with more edges.
     params : dict, optional

@@ -5,7 +5,7 @@ adjacency entries, a one-key attribute dict, a float) and ~690 bytes per node (P
 NetworkX 3.6, VGG16 conv and dense layers; bench/bench_networkx_memory.py). So this sink is
 for small models and subgraphs, and
 :func:`to_networkx` refuses a graph above ``max_edges`` before doing any work, quoting the
-estimate of :mod:`loader.costs`.
+estimate of :mod:`loader.graph.costs`.
 """
 
 from __future__ import annotations
