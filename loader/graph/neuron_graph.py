@@ -97,6 +97,26 @@ class NeuronGraph(SelectableGraph):
         return NeuronGraph(self.entries, name=self.name, source=self.source, format=self.format,
                            **selection)
 
+    def _narrow(self, base: "NeuronGraph", keep: np.ndarray | None, note: str) -> None:
+        """Take ``base``'s selection (its masks copied) and, with ``keep`` (one bool per
+        neuron of the whole graph), keep only the selected neurons it marks and the selected
+        edges into them; ``note`` is added to the selection's description. The selected
+        edges are counted again on demand (``selected_edge_count``)."""
+        self._full_edges = base._full_edges
+        self.selection = base.selection
+        self.node_masks = {i: None if m is None else m.copy() for i, m in base.node_masks.items()}
+        self.edge_masks = {i: None if m is None else m.copy() for i, m in base.edge_masks.items()}
+        self._selected_edges = {}
+        if keep is None:
+            self._selected_edges = dict(base._selected_edges)
+            return
+        self.selection = f"{base.selection}, {note}"
+        for masks in (self.node_masks, self.edge_masks):
+            for i, m in masks.items():
+                op = self.entries[i].op
+                k = keep[op.offset:op.offset + op.n_neurons]
+                masks[i] = k.copy() if m is None else m & k
+
     # ------------------------------------------------------------------ lookups
     def entry(self, name: str) -> Entry:
         try:

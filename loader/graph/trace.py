@@ -299,20 +299,7 @@ class TracedGraph(NeuronGraph):
         base = t.graph
         super().__init__(base.entries, name=base.name, source=base.source, format=base.format)
         self.trace, self.active_only = t, active_only
-        self._full_edges = base._full_edges
-        self.selection = base.selection
-        self.node_masks = {i: None if m is None else m.copy() for i, m in base.node_masks.items()}
-        self.edge_masks = {i: None if m is None else m.copy() for i, m in base.edge_masks.items()}
-        self._selected_edges = {}
-        if not active_only:
-            self._selected_edges = dict(base._selected_edges)
-            return
-        self.selection = f"{base.selection}, active only"
-        for masks in (self.node_masks, self.edge_masks):
-            for i, m in masks.items():
-                op = self.entries[i].op
-                act = t.active[op.offset:op.offset + op.n_neurons]
-                masks[i] = act.copy() if m is None else m & act
+        self._narrow(base, t.active if active_only else None, "active only")
 
     @property
     def extra_attributes(self) -> dict:

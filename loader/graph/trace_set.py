@@ -730,22 +730,8 @@ class TraceSetGraph(NeuronGraph):
         base = ts.graph
         super().__init__(base.entries, name=base.name, source=base.source, format=base.format)
         self.trace_set, self.effective, self.min_rate = ts, effective, float(min_rate)
-        self._full_edges = base._full_edges
-        self.selection = base.selection
-        self.node_masks = {i: None if m is None else m.copy() for i, m in base.node_masks.items()}
-        self.edge_masks = {i: None if m is None else m.copy() for i, m in base.edge_masks.items()}
-        self._selected_edges = {}
-        self._keep = None
-        if not effective:
-            self._selected_edges = dict(base._selected_edges)
-            return
-        self._keep = ts.effective_mask(min_rate)
-        self.selection = f"{base.selection}, effective (chosen_rate > {min_rate:g})"
-        for masks in (self.node_masks, self.edge_masks):
-            for i, m in masks.items():
-                op = self.entries[i].op
-                k = self._keep[op.offset:op.offset + op.n_neurons]
-                masks[i] = k.copy() if m is None else m & k
+        self._keep = ts.effective_mask(min_rate) if effective else None
+        self._narrow(base, self._keep, f"effective (chosen_rate > {min_rate:g})")
 
     @property
     def extra_attributes(self) -> dict:

@@ -43,8 +43,8 @@ from .faults import kill_point
 from .models import LayerTable, check_name, delete_traces, require_complete, require_neurons
 from .pull import PullPlan, _prefetch, iter_pull, plan_pull
 from .schema import create_schema
-from .traces import (CHUNK, _CHUNKS_PER_TX, _check_upstream_complete, _collect,
-                     _partial_softmax_layer, _trace_node, trace_info)
+from .traces import (CHUNK, _CHUNKS_PER_TX, _check_upstream_complete, _trace_node,
+                     read_for_trace, trace_info)
 
 __all__ = ["StoredTraceSetResult", "trace_set_loaded", "store_trace_set", "read_trace_set",
            "pull_trace_set", "is_aggregate"]
@@ -126,14 +126,7 @@ def trace_set_loaded(driver: Database | neo4j.Driver | None, model: str, inputs,
                                        family=application_family(source.get("model")))
         cone = target if target not in (None, "predicted") else None
         t0 = time.perf_counter()
-        plan = plan_pull(model, cone=cone, driver=db)
-        nodes, edges, n_edges = _collect(_prefetch(iter_pull(plan, driver=db)))
-        partial = _partial_softmax_layer(nodes, table)
-        if partial is not None:  # softmax mixes its layer: read everything up to it
-            first = min(l["index"] for l in in_layers)
-            plan = plan_pull(model, layers=f"{table.by_index[first]['name']}:{partial}",
-                             driver=db)
-            nodes, edges, n_edges = _collect(_prefetch(iter_pull(plan, driver=db)))
+        nodes, edges, n_edges = read_for_trace(db, model, cone, table, in_layers)
         t1 = time.perf_counter()
         ts = trace_set_arrays(layers, nodes, edges, {in_layers[0]["name"]: input_set},
                               target=target, batch_size=batch_size, workers=workers,

@@ -177,14 +177,7 @@ def trace_loaded(driver: Database | neo4j.Driver | None, model: str, input_path,
                                      f"{index} is out of range")
             target_id = layer["offset"] + index
         t0 = time.perf_counter()
-        plan = plan_pull(model, cone=target, driver=db)
-        nodes, edges, n_edges = _collect(_prefetch(iter_pull(plan, driver=db)))
-        partial = _partial_softmax_layer(nodes, table)
-        if partial is not None:  # softmax mixes its layer: read everything up to it
-            first = min(l["index"] for l in inputs)
-            plan = plan_pull(model, layers=f"{table.by_index[first]['name']}:{partial}",
-                             driver=db)
-            nodes, edges, n_edges = _collect(_prefetch(iter_pull(plan, driver=db)))
+        nodes, edges, n_edges = read_for_trace(db, model, target, table, inputs)
         t1 = time.perf_counter()
         result = trace_arrays(layers, nodes, edges, x, target_id=target_id)
         t2 = time.perf_counter()
@@ -197,6 +190,22 @@ def trace_loaded(driver: Database | neo4j.Driver | None, model: str, input_path,
         t3 = time.perf_counter()
     return StoredTraceResult(name, model, result, target, len(result.ids), n_edges, chunks,
                              {"read": t1 - t0, "compute": t2 - t1, "store": t3 - t2})
+
+
+def read_for_trace(db: Database, model: str, cone: str | None, table: LayerTable,
+                   in_layers: list[dict]) -> tuple[dict, dict, int]:
+    """The nodes and edges a trace runs on: the cone of ``cone`` (the whole model with
+    None), or everything from the input up to a softmax layer the cone holds only part of
+    (a softmax mixes its whole layer)."""
+    plan = plan_pull(model, cone=cone, driver=db)
+    nodes, edges, n_edges = _collect(_prefetch(iter_pull(plan, driver=db)))
+    partial = _partial_softmax_layer(nodes, table)
+    if partial is not None:
+        first = min(l["index"] for l in in_layers)
+        plan = plan_pull(model, layers=f"{table.by_index[first]['name']}:{partial}",
+                         driver=db)
+        nodes, edges, n_edges = _collect(_prefetch(iter_pull(plan, driver=db)))
+    return nodes, edges, n_edges
 
 
 def _partial_softmax_layer(nodes: dict, table: LayerTable) -> str | None:
