@@ -126,7 +126,7 @@ def trace_set_loaded(driver: Database | neo4j.Driver | None, model: str, inputs,
                                        family=application_family(source.get("model")))
         cone = target if target not in (None, "predicted") else None
         t0 = time.perf_counter()
-        nodes, edges, n_edges = read_for_trace(db, model, cone, table, in_layers)
+        nodes, edges, n_edges, selection = read_for_trace(db, model, cone, table, in_layers)
         t1 = time.perf_counter()
         ts = trace_set_arrays(layers, nodes, edges, {in_layers[0]["name"]: input_set},
                               target=target, batch_size=batch_size, workers=workers,
@@ -137,7 +137,7 @@ def trace_set_loaded(driver: Database | neo4j.Driver | None, model: str, inputs,
             delete_traces(db, trace=name)
         meta = {"model": model, "kind": "aggregate", "target": target,
                 "target_id": ts.target_id, "inputs": str(input_set.source), "n": ts.n,
-                "preprocess": preprocess, "selection": plan.selection,
+                "preprocess": preprocess, "selection": selection,
                 "batch_size": ts.batch_size, "seconds": ts.seconds["total"],
                 "predicted_layer": ts.predicted_layer,
                 "predicted_counts": None if ts.predicted is None else json.dumps(

@@ -177,13 +177,13 @@ def trace_loaded(driver: Database | neo4j.Driver | None, model: str, input_path,
                                      f"{index} is out of range")
             target_id = layer["offset"] + index
         t0 = time.perf_counter()
-        nodes, edges, n_edges = read_for_trace(db, model, target, table, inputs)
+        nodes, edges, n_edges, selection = read_for_trace(db, model, target, table, inputs)
         t1 = time.perf_counter()
         result = trace_arrays(layers, nodes, edges, x, target_id=target_id)
         t2 = time.perf_counter()
         meta = {"model": model, "target": target, "target_id": target_id,
                 "input": str(input_path), "preprocess": preprocess, "selection":
-                plan.selection, "created_at": time.time()}
+                selection, "created_at": time.time()}
         if existing is not None:
             delete_trace(db, name)
         chunks = store_trace(db, name, model, result, meta, layers)
@@ -193,10 +193,10 @@ def trace_loaded(driver: Database | neo4j.Driver | None, model: str, input_path,
 
 
 def read_for_trace(db: Database, model: str, cone: str | None, table: LayerTable,
-                   in_layers: list[dict]) -> tuple[dict, dict, int]:
-    """The nodes and edges a trace runs on: the cone of ``cone`` (the whole model with
-    None), or everything from the input up to a softmax layer the cone holds only part of
-    (a softmax mixes its whole layer)."""
+                   in_layers: list[dict]) -> tuple[dict, dict, int, str]:
+    """The nodes, edges, edge count and selection a trace runs on: the cone of ``cone``
+    (the whole model with None), or everything from the input up to a softmax layer the
+    cone holds only part of (a softmax mixes its whole layer)."""
     plan = plan_pull(model, cone=cone, driver=db)
     nodes, edges, n_edges = _collect(_prefetch(iter_pull(plan, driver=db)))
     partial = _partial_softmax_layer(nodes, table)
@@ -205,7 +205,7 @@ def read_for_trace(db: Database, model: str, cone: str | None, table: LayerTable
         plan = plan_pull(model, layers=f"{table.by_index[first]['name']}:{partial}",
                          driver=db)
         nodes, edges, n_edges = _collect(_prefetch(iter_pull(plan, driver=db)))
-    return nodes, edges, n_edges
+    return nodes, edges, n_edges, plan.selection
 
 
 def _partial_softmax_layer(nodes: dict, table: LayerTable) -> str | None:
