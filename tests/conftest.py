@@ -7,14 +7,17 @@ developer runs after each change. ``scripts/test`` runs them all (CI).
 A test is slow by what it does, not by a guess:
 
 * it takes a fixture of :data:`SLOW_FIXTURES` (they stop, start or kill the Neo4j server, or
-  rebuild its database), or carries ``rebuilds_database``: marked ``slow`` at collection;
+  rebuild its database), or carries ``rebuilds_database``: marked ``slow`` and ``exclusive``
+  (it needs the server to itself) at collection;
 * it builds a whole ``keras.applications`` model: marked ``@pytest.mark.slow`` by hand.
 
-and the tiers cannot drift apart silently: while a test that is not slow runs (set-up, call
-and tear-down), the one place through which the server is stopped, started or bulk-imported
-into (:class:`loader.neo4j.local_server.LocalNeo4j`) and the ``keras.applications``
-constructors fail it, and a server whose pid changed under it (a stop, start or kill from
-another process) fails it too.
+Every test but the exclusive ones can run beside another (``scripts/test`` runs them in two
+processes with pytest-xdist, then the exclusive ones alone), and the tiers cannot drift apart
+silently: while a test that is not exclusive runs (set-up, call and tear-down), the one place
+through which the server is stopped, started or bulk-imported into
+(:class:`loader.neo4j.local_server.LocalNeo4j`) fails it, and so does a server whose pid
+changed under it (a stop, start or kill from another process); while a quick test runs, the
+``keras.applications`` constructors fail it too.
 """
 
 import functools
@@ -51,6 +54,9 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "rebuilds_database: wipes the whole Neo4j database (bulk import); runs last; "
         "slow")
+    config.addinivalue_line(
+        "markers", "exclusive: needs the server to itself (stops, starts, kills or rebuilds "
+        "it); set at collection, never by hand; slow")
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
@@ -59,6 +65,7 @@ def pytest_collection_modifyitems(config, items):
         if (item.get_closest_marker("rebuilds_database") is not None
                 or SLOW_FIXTURES.keys() & set(item.fixturenames)):
             item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.exclusive)
     # A bulk import replaces the database, so those tests run after every other test; the
     # readers of the shared bulk-built database first, before another import replaces it.
     items.sort(key=_rebuild_order)
@@ -75,11 +82,13 @@ def _rebuild_order(item) -> int:
 
 # ------------------------------------------------------------------------ the tier guard
 class TierGuard:
-    """Fails a test that is not slow if it stops, starts or kills the server, bulk-imports,
-    or builds a keras.applications model (see the module notes)."""
+    """Fails a test that is not exclusive if it stops, starts or kills the server or
+    bulk-imports, and a quick test if it builds a keras.applications model (see the module
+    notes)."""
 
     def __init__(self):
-        self.test = None  # the node id of the quick test running, or None
+        self.test = None  # the node id of the guarded test running, or None
+        self.quick = False  # whether that test is in the quick tier
         self.violations: list[str] = []
         self.pid_before = None
         self._server = None
@@ -92,7 +101,8 @@ class TierGuard:
         guard = self
 
         def refuse(what):
-            message = (f"{guard.test} is in the quick tier but {what}: give it a fixture of "
+            where = "is in the quick tier" if guard.quick else "runs beside other tests"
+            message = (f"{guard.test} {where} but {what}: give it a fixture of "
                        f"conftest.SLOW_FIXTURES ({', '.join(sorted(SLOW_FIXTURES))}), or "
                        "rebuilds_database, or mark it slow")
             guard.violations.append(message)
@@ -134,7 +144,7 @@ class TierGuard:
 
             def guarded(*args, _real=real, _name=name, **kwargs):
                 model = _real(*args, **kwargs)
-                if guard.test is not None:
+                if guard.test is not None and guard.quick:
                     guard.refuse(f"built the whole keras.applications.{_name}")
                 return model
 
@@ -153,6 +163,7 @@ class TierGuard:
     def begin(self, item):
         self.wrap_keras_applications()
         self.test = item.nodeid
+        self.quick = _quick(item)
         self.violations = []
         self.pid_before = self.server_pid()
 
@@ -185,10 +196,14 @@ def _quick(item) -> bool:
     return item.get_closest_marker("slow") is None
 
 
+def _exclusive(item) -> bool:
+    return item.get_closest_marker("exclusive") is not None
+
+
 # A violation fails the phase even when the test failed too (the guard's message says why).
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item):
-    if _quick(item):
+    if not _exclusive(item):
         GUARD.begin(item)
     try:
         return (yield)

@@ -41,6 +41,9 @@ def test_slow_fixtures_and_rebuilds_database_make_a_test_slow_and_order_the_rebu
     slow = {i.name for i in items if "slow" in i.marks}
     assert slow == {"rebuilds", "reads_then_rebuilds", "reads", "restarts", "second_server",
                     "application"}
+    # All but a whole application's test need the server to themselves: they run alone.
+    exclusive = {i.name for i in items if "exclusive" in i.marks}
+    assert exclusive == slow - {"application"}
     # The database left alone first (in collection order); then the shared bulk-built
     # database read, read and rebuilt, and the other rebuilds.
     assert [i.name for i in items] == ["restarts", "second_server", "queries", "application",
@@ -75,6 +78,30 @@ def test_the_guard_refuses_a_server_stop_before_it_stops():
             server.stop()
         assert server.pid() == pid  # refused before anything was done
     finally:
+        GUARD.violations.clear()
+        if server.pid() is None:  # the guard failed: put the server back for the other tests
+            test, GUARD.test = GUARD.test, None
+            try:
+                server.start()
+            finally:
+                GUARD.test = test
+
+
+def test_the_guard_refuses_a_server_stop_beside_other_tests_in_a_slow_test():
+    """A slow test that is not exclusive (a whole application) runs beside other tests:
+    it may build its model but never stop the server."""
+    server = LocalNeo4j.from_environment()
+    pid = server.pid()
+    GUARD.quick = False  # as while such a test runs
+    try:
+        keras.applications.MobileNet(weights=None, input_shape=(32, 32, 3), include_top=False)
+        assert not GUARD.violations
+        with pytest.raises(Failed, match="runs beside other tests but stopped the Neo4j "
+                                         "server"):
+            server.stop()
+        assert server.pid() == pid  # refused before anything was done
+    finally:
+        GUARD.quick = True
         GUARD.violations.clear()
         if server.pid() is None:  # the guard failed: put the server back for the other tests
             test, GUARD.test = GUARD.test, None
