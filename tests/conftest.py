@@ -66,18 +66,35 @@ def pytest_collection_modifyitems(config, items):
                 or SLOW_FIXTURES.keys() & set(item.fixturenames)):
             item.add_marker(pytest.mark.slow)
             item.add_marker(pytest.mark.exclusive)
+        # Side by side (pytest-xdist --dist loadgroup), a file's tests share a process, as
+        # their module fixtures expect; the tests of whole applications (slow, not exclusive)
+        # share one process, first: two of them at once would not fit in memory (VGG16's
+        # ONNX export alone peaks at ~10 GB).
+        item.add_marker(pytest.mark.xdist_group(
+            APPLICATIONS if _applications(item) else item.nodeid.split("::")[0]))
     # A bulk import replaces the database, so those tests run after every other test; the
     # readers of the shared bulk-built database first, before another import replaces it.
-    items.sort(key=_rebuild_order)
+    items.sort(key=_order)
 
 
-def _rebuild_order(item) -> int:
-    """0: the database is left alone; 1: reads the shared bulk-built database; 2: reads it,
-    then rebuilds; 3: rebuilds."""
+APPLICATIONS = "applications"
+
+
+def _applications(item) -> bool:
+    return (item.get_closest_marker("slow") is not None
+            and item.get_closest_marker("exclusive") is None)
+
+
+def _order(item) -> int:
+    """-1: builds whole applications (the longest group side by side); 0: the database is
+    left alone; 1: reads the shared bulk-built database; 2: reads it, then rebuilds;
+    3: rebuilds."""
     rebuilds = item.get_closest_marker("rebuilds_database") is not None
     if REBUILDING_FIXTURES & set(item.fixturenames):
         return 2 if rebuilds else 1
-    return 3 if rebuilds else 0
+    if rebuilds:
+        return 3
+    return -1 if _applications(item) else 0
 
 
 # ------------------------------------------------------------------------ the tier guard

@@ -20,12 +20,16 @@ class Item:
 
     def __init__(self, name, fixtures=(), marks=()):
         self.name, self.fixturenames, self.marks = name, list(fixtures), set(marks)
+        self.nodeid = f"tests/test_{name}.py::test_{name}"
+        self.group = None
 
     def get_closest_marker(self, mark):
         return mark if mark in self.marks else None
 
     def add_marker(self, mark):
         self.marks.add(mark.name)
+        if mark.name == "xdist_group":
+            self.group = mark.args[0]
 
 
 def test_slow_fixtures_and_rebuilds_database_make_a_test_slow_and_order_the_rebuilds():
@@ -44,9 +48,14 @@ def test_slow_fixtures_and_rebuilds_database_make_a_test_slow_and_order_the_rebu
     # All but a whole application's test need the server to themselves: they run alone.
     exclusive = {i.name for i in items if "exclusive" in i.marks}
     assert exclusive == slow - {"application"}
-    # The database left alone first (in collection order); then the shared bulk-built
-    # database read, read and rebuilt, and the other rebuilds.
-    assert [i.name for i in items] == ["restarts", "second_server", "queries", "application",
+    # Side by side, a file's tests share a process, the applications' tests one of their own.
+    assert {i.name: i.group for i in items} == {
+        i.name: "applications" if i.name == "application" else f"tests/test_{i.name}.py"
+        for i in items}
+    # The applications first (the longest group side by side), the database left alone
+    # next (in collection order); then the shared bulk-built database read, read and
+    # rebuilt, and the other rebuilds.
+    assert [i.name for i in items] == ["application", "restarts", "second_server", "queries",
                                        "plain", "reads", "reads_then_rebuilds", "rebuilds"]
 
 

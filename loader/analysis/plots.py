@@ -347,22 +347,7 @@ def plot_chosen_positions(pools: list[dict], out_dir: Path) -> Path | None:
     for ax, p in zip(axes.flat, pools):
         counts = np.asarray(p["counts"], dtype=np.float64)
         share = counts / max(1.0, counts.sum())
-        if share.ndim == 2:
-            im = ax.imshow(share, cmap="viridis", vmin=0, interpolation="nearest")
-            if share.size <= 49:
-                for (r, c), v in np.ndenumerate(share):
-                    ax.text(c, r, f"{v:.0%}", ha="center", va="center", fontsize=8,
-                            color="white" if v < share.max() * 0.6 else "black")
-            ax.set_xticks(range(share.shape[1]))
-            ax.set_yticks(range(share.shape[0]))
-            ax.set_xlabel("window column")
-            ax.set_ylabel("window row")
-            fig.colorbar(im, ax=ax, fraction=0.046)
-        else:
-            share = share.reshape(-1)
-            ax.bar(range(len(share)), share, color=_ORANGE)
-            ax.set_xlabel(p.get("how", "window position"))
-            ax.set_ylabel("share of neurons")
+        _draw_window_shares(fig, ax, share, p.get("how"), "share of neurons")
         tied = p.get("tied")
         ax.set_title(f"{p['layer']}: {int(counts.sum()):,} choices"
                      + (f" (+{tied:,} ties)" if tied else ""), fontsize=9)
@@ -372,6 +357,27 @@ def plot_chosen_positions(pools: list[dict], out_dir: Path) -> Path | None:
                  "the first entry, left out)", fontsize=10)
     fig.tight_layout()
     return _save(fig, out_dir / "chosen_positions.png")
+
+
+def _draw_window_shares(fig, ax, share: np.ndarray, how: str | None, ylabel: str) -> None:
+    """One pooling layer's shares by window position: a heat map with percentages for a 2-d
+    window, bars otherwise."""
+    if share.ndim == 2:
+        im = ax.imshow(share, cmap="viridis", vmin=0, interpolation="nearest")
+        if share.size <= 49:
+            for (r, c), v in np.ndenumerate(share):
+                ax.text(c, r, f"{v:.0%}", ha="center", va="center", fontsize=8,
+                        color="white" if v < share.max() * 0.6 else "black")
+        ax.set_xticks(range(share.shape[1]))
+        ax.set_yticks(range(share.shape[0]))
+        ax.set_xlabel("window column")
+        ax.set_ylabel("window row")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    else:
+        share = share.reshape(-1)
+        ax.bar(range(len(share)), share, color=_ORANGE)
+        ax.set_xlabel(how or "window position")
+        ax.set_ylabel(ylabel)
 
 
 def plot_chosen_rate_heatmaps(pools: list[dict], n_inputs: int, out_dir: Path) -> Path:
@@ -384,22 +390,7 @@ def plot_chosen_rate_heatmaps(pools: list[dict], n_inputs: int, out_dir: Path) -
         share = np.asarray(p["shares"], dtype=np.float64)
         if share.ndim == 3:  # a 3-d window: the shares of each (row, column), over depth
             share = share.sum(axis=0)
-        if share.ndim == 2:
-            im = ax.imshow(share, cmap="viridis", vmin=0, interpolation="nearest")
-            if share.size <= 49:
-                for (r, c), v in np.ndenumerate(share):
-                    ax.text(c, r, f"{v:.0%}", ha="center", va="center", fontsize=8,
-                            color="white" if v < share.max() * 0.6 else "black")
-            ax.set_xticks(range(share.shape[1]))
-            ax.set_yticks(range(share.shape[0]))
-            ax.set_xlabel("window column")
-            ax.set_ylabel("window row")
-            fig.colorbar(im, ax=ax, fraction=0.046)
-        else:
-            share = share.reshape(-1)
-            ax.bar(range(len(share)), share, color=_ORANGE)
-            ax.set_xlabel(p.get("how", "window position"))
-            ax.set_ylabel("share of choices")
+        _draw_window_shares(fig, ax, share, p.get("how"), "share of choices")
         ax.set_title(f"{p['layer']}: {p['never']:,} of {p['edges']:,} edges never chosen"
                      + (f"; padding {p['padding']:.1%}" if p.get("padding") else ""),
                      fontsize=8)
