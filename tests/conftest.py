@@ -11,13 +11,14 @@ A test is slow by what it does, not by a guess:
   (it needs the server to itself) at collection;
 * it builds a whole ``keras.applications`` model: marked ``@pytest.mark.slow`` by hand.
 
-Every test but the exclusive ones can run beside another (``scripts/test`` runs them in two
-processes with pytest-xdist, then the exclusive ones alone), and the tiers cannot drift apart
-silently: while a test that is not exclusive runs (set-up, call and tear-down), the one place
-through which the server is stopped, started or bulk-imported into
-(:class:`loader.neo4j.local_server.LocalNeo4j`) fails it, and so does a server whose pid
-changed under it (a stop, start or kill from another process); while a quick test runs, the
-``keras.applications`` constructors fail it too.
+``scripts/test`` runs the quick tier in three processes (pytest-xdist, a file each), then
+the slow tests one at a time (a whole application's test beside others would run the
+machine out of memory). The tiers cannot drift apart silently: while a test that is not
+exclusive runs (set-up, call and tear-down), the one place through which the server is
+stopped, started or bulk-imported into (:class:`loader.neo4j.local_server.LocalNeo4j`)
+fails it, and so does a server whose pid changed under it (a stop, start or kill from
+another process); while a quick test runs, the ``keras.applications`` constructors fail it
+too.
 """
 
 import functools
@@ -66,35 +67,18 @@ def pytest_collection_modifyitems(config, items):
                 or SLOW_FIXTURES.keys() & set(item.fixturenames)):
             item.add_marker(pytest.mark.slow)
             item.add_marker(pytest.mark.exclusive)
-        # Side by side (pytest-xdist --dist loadgroup), a file's tests share a process, as
-        # their module fixtures expect; the tests of whole applications (slow, not exclusive)
-        # share one process, first: two of them at once would not fit in memory (VGG16's
-        # ONNX export alone peaks at ~10 GB).
-        item.add_marker(pytest.mark.xdist_group(
-            APPLICATIONS if _applications(item) else item.nodeid.split("::")[0]))
     # A bulk import replaces the database, so those tests run after every other test; the
     # readers of the shared bulk-built database first, before another import replaces it.
-    items.sort(key=_order)
+    items.sort(key=_rebuild_order)
 
 
-APPLICATIONS = "applications"
-
-
-def _applications(item) -> bool:
-    return (item.get_closest_marker("slow") is not None
-            and item.get_closest_marker("exclusive") is None)
-
-
-def _order(item) -> int:
-    """-1: builds whole applications (the longest group side by side); 0: the database is
-    left alone; 1: reads the shared bulk-built database; 2: reads it, then rebuilds;
-    3: rebuilds."""
+def _rebuild_order(item) -> int:
+    """0: the database is left alone; 1: reads the shared bulk-built database; 2: reads it,
+    then rebuilds; 3: rebuilds."""
     rebuilds = item.get_closest_marker("rebuilds_database") is not None
     if REBUILDING_FIXTURES & set(item.fixturenames):
         return 2 if rebuilds else 1
-    if rebuilds:
-        return 3
-    return -1 if _applications(item) else 0
+    return 3 if rebuilds else 0
 
 
 # ------------------------------------------------------------------------ the tier guard
@@ -118,7 +102,7 @@ class TierGuard:
         guard = self
 
         def refuse(what):
-            where = "is in the quick tier" if guard.quick else "runs beside other tests"
+            where = "is in the quick tier" if guard.quick else "is not exclusive"
             message = (f"{guard.test} {where} but {what}: give it a fixture of "
                        f"conftest.SLOW_FIXTURES ({', '.join(sorted(SLOW_FIXTURES))}), or "
                        "rebuilds_database, or mark it slow")

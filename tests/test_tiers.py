@@ -20,16 +20,12 @@ class Item:
 
     def __init__(self, name, fixtures=(), marks=()):
         self.name, self.fixturenames, self.marks = name, list(fixtures), set(marks)
-        self.nodeid = f"tests/test_{name}.py::test_{name}"
-        self.group = None
 
     def get_closest_marker(self, mark):
         return mark if mark in self.marks else None
 
     def add_marker(self, mark):
         self.marks.add(mark.name)
-        if mark.name == "xdist_group":
-            self.group = mark.args[0]
 
 
 def test_slow_fixtures_and_rebuilds_database_make_a_test_slow_and_order_the_rebuilds():
@@ -48,14 +44,9 @@ def test_slow_fixtures_and_rebuilds_database_make_a_test_slow_and_order_the_rebu
     # All but a whole application's test need the server to themselves: they run alone.
     exclusive = {i.name for i in items if "exclusive" in i.marks}
     assert exclusive == slow - {"application"}
-    # Side by side, a file's tests share a process, the applications' tests one of their own.
-    assert {i.name: i.group for i in items} == {
-        i.name: "applications" if i.name == "application" else f"tests/test_{i.name}.py"
-        for i in items}
-    # The applications first (the longest group side by side), the database left alone
-    # next (in collection order); then the shared bulk-built database read, read and
-    # rebuilt, and the other rebuilds.
-    assert [i.name for i in items] == ["application", "restarts", "second_server", "queries",
+    # The database left alone first (in collection order); then the shared bulk-built
+    # database read, read and rebuilt, and the other rebuilds.
+    assert [i.name for i in items] == ["restarts", "second_server", "queries", "application",
                                        "plain", "reads", "reads_then_rebuilds", "rebuilds"]
 
 
@@ -96,17 +87,16 @@ def test_the_guard_refuses_a_server_stop_before_it_stops():
                 GUARD.test = test
 
 
-def test_the_guard_refuses_a_server_stop_beside_other_tests_in_a_slow_test():
-    """A slow test that is not exclusive (a whole application) runs beside other tests:
-    it may build its model but never stop the server."""
+def test_the_guard_refuses_a_server_stop_in_a_slow_test_that_is_not_exclusive():
+    """A slow test that is not exclusive (a whole application) may build its model but
+    never stop the server: nothing marked it as needing the server to itself."""
     server = LocalNeo4j.from_environment()
     pid = server.pid()
     GUARD.quick = False  # as while such a test runs
     try:
         keras.applications.MobileNet(weights=None, input_shape=(32, 32, 3), include_top=False)
         assert not GUARD.violations
-        with pytest.raises(Failed, match="runs beside other tests but stopped the Neo4j "
-                                         "server"):
+        with pytest.raises(Failed, match="is not exclusive but stopped the Neo4j server"):
             server.stop()
         assert server.pid() == pid  # refused before anything was done
     finally:
