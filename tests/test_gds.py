@@ -51,6 +51,13 @@ def loaded(driver):
     delete_model(driver, name)
 
 
+def projections_of(db, model: str) -> list[str]:
+    """The weightgraph projections (``wg-<hex>-<model>``) of ``model`` in the catalog: other
+    test files may project their own models meanwhile (scripts/test runs files side by
+    side)."""
+    return [g for g in gds.projections(db) if g.startswith("wg-") and g.endswith(f"-{model}")]
+
+
 def weighted(G: nx.DiGraph, mode: str) -> nx.DiGraph:
     """G with edge attribute ``w`` = 1, weight or |weight|."""
     H = G.copy()
@@ -277,7 +284,7 @@ def test_projection_is_dropped_after_an_error_and_after_ctrl_c(db, loaded):
     with pytest.raises(gds.GdsError) as err:
         gds.run("pagerank", loaded, config={"maxIterations": -1}, driver=db)
     assert "\n" not in str(err.value) and "maxIterations" in str(err.value)
-    assert not [g for g in gds.projections(db) if g.startswith("wg-")]
+    assert not projections_of(db, loaded)
     with pytest.raises(KeyboardInterrupt):
         with gds.project(loaded, driver=db) as g:
             assert g.name in gds.projections(db)
@@ -290,7 +297,9 @@ def test_ctrl_c_during_the_projection_terminates_it_and_leaves_nothing(db, loade
     slow = ("MATCH (s:Neuron {model: $model})-[w:W]->(t:Neuron {model: $model}) "
             "UNWIND range(1, 4000) AS k RETURN s.id AS src, t.id AS dst, w.weight AS weight")
     running = ("SHOW TRANSACTIONS YIELD transactionId, metaData "
-               "WHERE metaData.weightgraph_projection STARTS WITH 'wg-' RETURN transactionId")
+               "WHERE metaData.weightgraph_projection STARTS WITH 'wg-' "
+               f"AND metaData.weightgraph_projection ENDS WITH '-{loaded}' "
+               "RETURN transactionId")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     proc = subprocess.Popen([sys.executable, "-m", "loader.cli", "gds", "wcc", "--model",
                              loaded, "--cypher", slow], cwd=root, stderr=subprocess.PIPE,
@@ -309,7 +318,7 @@ def test_ctrl_c_during_the_projection_terminates_it_and_leaves_nothing(db, loade
     assert err.startswith("projecting cypher of model") and err.count("\n") == 2, err
     time.sleep(1)
     assert not _show(db, running)
-    assert not [g for g in gds.projections(db) if g.startswith("wg-")]
+    assert not projections_of(db, loaded)
 
 
 def _show(db, statement):
@@ -324,7 +333,7 @@ def test_too_large_a_projection_is_refused_before_anything_is_built(db, loaded):
     with pytest.raises(TooLargeError, match="needs up to .* of Neo4j heap") as err:
         gds.run("pagerank", loaded, weight="abs", max_memory=need - 1, driver=db)
     assert "\n" not in str(err.value)
-    assert not [g for g in gds.projections(db) if g.startswith("wg-")]
+    assert not projections_of(db, loaded)
     # A bigger estimate for a bigger graph, and the undirected view doubles the relationships.
     assert gds.estimate_memory(db, 26500, 2247000) > gds.estimate_memory(db, 265, 2247)
     assert gds.estimate_memory(db, 26500, 2247000, undirected=True) \
@@ -336,7 +345,7 @@ def test_signed_weights_are_refused_where_the_algorithm_needs_nonnegative_ones(d
     # (GDS's weighted degree would silently sum only the positive weights.)
     with pytest.raises(SelectionError, match="--weight abs"):
         gds.run(name, loaded, weight="weight", driver=db)
-    assert not [g for g in gds.projections(db) if g.startswith("wg-")]
+    assert not projections_of(db, loaded)
 
 
 def node_properties(db, model):
@@ -396,7 +405,7 @@ def test_cli_lists_runs_and_refuses_in_one_line(db, loaded):
         assert bad.exit_code == 1, (args, bad.output)
         assert message in bad.output and bad.output.count("\n") == 1, bad.output
     assert node_properties(db, loaded) == before
-    assert not [g for g in gds.projections(db) if g.startswith("wg-")]
+    assert not projections_of(db, loaded)
 
 
 def test_cli_writes_a_property_only_when_asked(db, loaded):
@@ -442,7 +451,7 @@ def test_analyze_whole_model_sections_equal_networkx(db, loaded, tmp_path):
     assert s.components == nx.number_weakly_connected_components(G)
     assert [r["id"] for r in s.top] == sorted(pagerank, key=lambda n: (-pagerank[n], n))[:10]
     assert s.modularity > 0.3
-    assert not [g for g in gds.projections(db) if g.startswith("wg-")]
+    assert not projections_of(db, loaded)
 
     path = analyze(loaded, tmp_path, neuron="dense:1", metrics=(), driver=db)
     text = path.read_text()

@@ -25,8 +25,8 @@ from loader.sinks.networkx import to_networkx
 pytestmark = pytest.mark.neo4j
 
 
-def _count(driver, what):
-    return driver.execute_query(f"MATCH {what} RETURN count(*) AS c").records[0]["c"]
+def _count(driver, what, **params):
+    return driver.execute_query(f"MATCH {what} RETURN count(*) AS c", **params).records[0]["c"]
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +40,13 @@ def stored(driver, tmp_path_factory):
     x = np.random.default_rng(0).normal(size=(10, 9, 2))
     path = tmp_path_factory.mktemp("trace") / "x.npy"
     np.save(path, x)
-    rels = _count(driver, "()-[:W]->()")
+    # Nothing per W edge: the model's W edges, counted (other tests' models load and go
+    # beside this one), and none of them gains a property.
+    model_w = "(:Neuron {model: $m})-[w:W]->()"
+    rels = _count(driver, model_w, m=name)
     result = trace_loaded(driver, name, path, name=f"{name}_x", target="out:1")
-    assert _count(driver, "()-[:W]->()") == rels  # nothing per W edge
+    assert _count(driver, model_w, m=name) == rels == g.n_edges
+    assert _count(driver, f"{model_w} WHERE size(keys(w)) > 1", m=name) == 0
     t = trace(g, x, target="out:1")
     yield name, f"{name}_x", g, t, result, path
     delete_model(driver, name)

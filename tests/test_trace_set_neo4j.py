@@ -48,12 +48,14 @@ def stored(driver, tmp_path_factory):
     d = tmp_path_factory.mktemp("set")
     x = split.x_test.astype(np.float64)
     np.save(d / "test.npy", x)
-    rels = _count(driver, "()-[:W]->()")
-    props = _count(driver, "()-[w:W]->() WHERE size(keys(w)) > 1")
+    # Nothing per W edge: the model's W edges, counted (other tests' models load and go
+    # beside this one), and none of them gains a property.
+    model_w = "(:Neuron {model: $m})-[w:W]->()"
+    rels = _count(driver, model_w, m=name)
     result = trace_set_loaded(driver, name, d / "test.npy", name=f"{name}_set",
                               target="predicted", batch_size=100)
-    assert _count(driver, "()-[:W]->()") == rels  # nothing per W edge
-    assert _count(driver, "()-[w:W]->() WHERE size(keys(w)) > 1") == props
+    assert _count(driver, model_w, m=name) == rels == g.n_edges
+    assert _count(driver, f"{model_w} WHERE size(keys(w)) > 1", m=name) == 0
     yield model, g, x, name, f"{name}_set", result, d
     delete_model(driver, name)
 
