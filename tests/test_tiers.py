@@ -69,6 +69,17 @@ def test_the_guard_refuses_a_bulk_import_before_it_runs():
         GUARD.violations.clear()  # this test's own, expected
 
 
+def _put_back(server):
+    """Where the guard failed to refuse a stop, start the server again for the other tests
+    (unguarded: the test has failed already)."""
+    if server.pid() is None:
+        test, GUARD.test = GUARD.test, None
+        try:
+            server.start()
+        finally:
+            GUARD.test = test
+
+
 def test_the_guard_refuses_a_server_stop_before_it_stops():
     server = LocalNeo4j.from_environment()
     pid = server.pid()
@@ -79,12 +90,7 @@ def test_the_guard_refuses_a_server_stop_before_it_stops():
         assert server.pid() == pid  # refused before anything was done
     finally:
         GUARD.violations.clear()
-        if server.pid() is None:  # the guard failed: put the server back for the other tests
-            test, GUARD.test = GUARD.test, None
-            try:
-                server.start()
-            finally:
-                GUARD.test = test
+        _put_back(server)
 
 
 def test_the_guard_refuses_a_server_stop_in_a_slow_test_that_is_not_exclusive():
@@ -102,12 +108,7 @@ def test_the_guard_refuses_a_server_stop_in_a_slow_test_that_is_not_exclusive():
     finally:
         GUARD.quick = True
         GUARD.violations.clear()
-        if server.pid() is None:  # the guard failed: put the server back for the other tests
-            test, GUARD.test = GUARD.test, None
-            try:
-                server.start()
-            finally:
-                GUARD.test = test
+        _put_back(server)
 
 
 def test_the_guard_fails_a_test_whose_server_pid_changed():
