@@ -44,7 +44,7 @@ from .models import LayerTable, check_name, delete_traces, require_complete, req
 from .pull import PullPlan, _prefetch, iter_pull, plan_pull
 from .schema import create_schema
 from .traces import (CHUNK, _CHUNKS_PER_TX, _check_upstream_complete, _trace_node,
-                     read_for_trace, trace_info)
+                     read_for_trace, split_choice_edges, trace_info)
 
 __all__ = ["StoredTraceSetResult", "trace_set_loaded", "store_trace_set", "read_trace_set",
            "pull_trace_set", "is_aggregate"]
@@ -450,9 +450,4 @@ def _with_rates(batches, arrays: dict, keep, min_rate: float, node_attrs: list):
             src, dst, w, rate, is_choice = (a[ok] for a in (src, dst, w, rate, is_choice))
         if not len(src):
             continue
-        if is_choice.any():
-            yield EdgeBatch(src[is_choice], dst[is_choice], w[is_choice], b.layer_index,
-                            {"chosen_rate": rate[is_choice]})
-        rest = ~is_choice
-        if rest.any():
-            yield EdgeBatch(src[rest], dst[rest], w[rest], b.layer_index)
+        yield from split_choice_edges(src, dst, w, b.layer_index, is_choice, "chosen_rate", rate)

@@ -438,15 +438,22 @@ def _with_trace(batches, arrays: dict, active_only: bool):
             src, dst, w, chosen, is_choice = (a[keep] for a in (src, dst, w, chosen, is_choice))
             if not len(src):
                 continue
-        if is_choice.any():
-            # Edges into max/min neurons carry `chosen`; others do not: split the batch.
-            yield EdgeBatch(src[is_choice], dst[is_choice], w[is_choice], b.layer_index,
-                            {"chosen": chosen[is_choice]})
-            rest = ~is_choice
-            if rest.any():
-                yield EdgeBatch(src[rest], dst[rest], w[rest], b.layer_index)
-        else:
-            yield EdgeBatch(src, dst, w, b.layer_index)
+        yield from split_choice_edges(src, dst, w, b.layer_index, is_choice, "chosen", chosen)
+
+
+def split_choice_edges(src, dst, w, layer_index: int, is_choice: np.ndarray, name: str,
+                       values: np.ndarray):
+    """Edge batches of one pulled batch: the edges into max/min neurons (``is_choice``) with
+    the attribute ``name`` (``values``), the others without it (a batch carries one set of
+    attributes)."""
+    if not is_choice.any():
+        yield EdgeBatch(src, dst, w, layer_index)
+        return
+    yield EdgeBatch(src[is_choice], dst[is_choice], w[is_choice], layer_index,
+                    {name: values[is_choice]})
+    rest = ~is_choice
+    if rest.any():
+        yield EdgeBatch(src[rest], dst[rest], w[rest], layer_index)
 
 
 # ---------------------------------------------------------------------------- list, delete
